@@ -1,0 +1,1 @@
+//! Courier: an embeddable library for end-to-end encrypted chat servers.
