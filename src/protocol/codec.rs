@@ -247,7 +247,9 @@ impl<In, Out: Serialize> Encoder<&Out> for FrameCodec<In, Out> {
 fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
     let mut rest = payload;
     let mut de = rmp_serde::Deserializer::new(&mut rest);
-    de.set_max_depth(MAX_NESTING_DEPTH);
+    // rmp-serde fails when its counter reaches zero, so one more than the
+    // number of levels allowed.
+    de.set_max_depth(MAX_NESTING_DEPTH + 1);
     let value = T::deserialize(&mut de).map_err(decode_error)?;
     drop(de);
 

@@ -188,7 +188,7 @@ macro_rules! byte_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_bytes(&self.0)
+                super::bin::serialize(&self.0, serializer)
             }
         }
 

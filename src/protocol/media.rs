@@ -27,6 +27,7 @@ pub struct MediaUploadChunk {
     /// Byte offset of `data` in the blob; equal to the bytes sent so far.
     pub offset: u64,
     /// At most `Limits::max_media_chunk_bytes` bytes.
+    #[serde(with = "super::bin::var")]
     pub data: Bytes,
 }
 
@@ -66,5 +67,6 @@ pub struct MediaChunk {
     /// Size of the whole blob; the last chunk ends there.
     pub total_bytes: u64,
     /// The bytes.
+    #[serde(with = "super::bin::var")]
     pub data: Bytes,
 }

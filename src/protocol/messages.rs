@@ -15,6 +15,7 @@ pub struct SendDirect {
     /// The recipient device.
     pub to: DeviceId,
     /// The sealed body, opaque to the server.
+    #[serde(with = "super::bin::var")]
     pub body: Bytes,
 }
 
@@ -40,6 +41,7 @@ pub struct SealedCopy {
     /// The device number of the recipient user.
     pub device: u32,
     /// The body sealed for that device.
+    #[serde(with = "super::bin::var")]
     pub body: Bytes,
 }
 
@@ -52,6 +54,7 @@ pub struct SendToGroup {
     /// The group; the sender must be a member.
     pub group: GroupId,
     /// The sealed body.
+    #[serde(with = "super::bin::var")]
     pub body: Bytes,
 }
 
@@ -73,6 +76,7 @@ pub struct Deliver {
     /// The group, for a group message.
     pub group: Option<GroupId>,
     /// The sealed body, as sent.
+    #[serde(with = "super::bin::var")]
     pub body: Bytes,
     /// When the server accepted it, milliseconds since the Unix epoch.
     pub sent_at_ms: u64,
