@@ -1,0 +1,3 @@
+//! Frame codec benchmarks.
+
+fn main() {}
