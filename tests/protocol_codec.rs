@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::{BufMut, Bytes, BytesMut};
-use courier::{
+use courier::protocol::{
     ClientCodec, ClientFrame, DeviceId, ErrorCode, FrameError, MessageId, Ping, SendDirect,
     ServerCodec, ServerFrame, UserName,
 };

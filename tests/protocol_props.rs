@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::{BufMut, Bytes, BytesMut};
-use courier::{
+use courier::protocol::{
     Accepted, AddMembers, Bundle, ClientCodec, ClientFrame, ClientHello, Conversation, CreateGroup,
     Deliver, Delivered, DeliveryAck, DeviceBundle, DeviceId, DeviceIdentity, ErrorCode, ErrorFrame,
     FrameCodec, FrameError, GroupChanged, GroupId, GroupInfo, LeaveGroup, Limits, MediaChunk,

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
-use courier::{
+use courier::protocol::{
     Accepted, AddMembers, Bundle, ClientCodec, ClientFrame, ClientHello, Conversation, CreateGroup,
     Deliver, Delivered, DeliveryAck, DeviceBundle, DeviceId, DeviceIdentity, ErrorCode, ErrorFrame,
     GroupChanged, GroupId, GroupInfo, LeaveGroup, Limits, MediaChunk, MediaDownload, MediaId,
