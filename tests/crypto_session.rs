@@ -237,6 +237,6 @@ fn public_types_are_send_and_sync() {
     check::<Session>();
     check::<IdentityKeyPair>();
     check::<PrekeySecrets>();
-    check::<courier::GroupSender>();
-    check::<courier::GroupReceiver>();
+    check::<courier::crypto::GroupSender>();
+    check::<courier::crypto::GroupReceiver>();
 }

@@ -224,12 +224,12 @@ fn x3dh_case(inputs: &Value, tapes: &mut [Tape]) -> Value {
 
 /// The X3DH header of an initial message, read back at its fixed offsets
 /// (section 7.5 of the protocol document).
-fn initial_header(m: &[u8]) -> courier::InitialHeader {
+fn initial_header(m: &[u8]) -> courier::crypto::InitialHeader {
     let arr = |at: usize| -> [u8; 32] { m[at..at + 32].try_into().unwrap() };
     let u32_at = |at: usize| u32::from_be_bytes(m[at..at + 4].try_into().unwrap());
-    courier::InitialHeader {
+    courier::crypto::InitialHeader {
         suite: m[2],
-        identity: courier::DeviceIdentity {
+        identity: courier::crypto::DeviceIdentity {
             signing_key: arr(3),
             agreement_key: arr(35),
             agreement_signature: m[67..131].try_into().unwrap(),

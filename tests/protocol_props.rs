@@ -163,9 +163,9 @@ fn nesting_past_the_depth_limit_is_too_deep_even_for_schemaless_decoding() {
         FrameCodec::<IgnoredAny, ()>::new(1 << 20).decode(&mut buf)
     };
 
-    assert!(nested(courier::MAX_NESTING_DEPTH).is_ok());
+    assert!(nested(courier::protocol::MAX_NESTING_DEPTH).is_ok());
     assert_eq!(
-        nested(courier::MAX_NESTING_DEPTH + 1).unwrap_err(),
+        nested(courier::protocol::MAX_NESTING_DEPTH + 1).unwrap_err(),
         FrameError::TooDeep
     );
     assert_eq!(nested(100_000).unwrap_err(), FrameError::TooDeep);

@@ -33,7 +33,7 @@ pub(crate) const INFO_MEDIA: &[u8] = b"courier/v1/media";
 pub(crate) const SIG_IDENTITY: &[u8] = b"courier/v1/identity-binding\0";
 /// Signature context for a signed prekey.
 pub(crate) const SIG_PREKEY: &[u8] = b"courier/v1/signed-prekey\0";
-/// Signature context for [`crate::IdentityKeyPair::sign`].
+/// Signature context for [`crate::crypto::IdentityKeyPair::sign`].
 pub(crate) const SIG_GENERAL: &[u8] = b"courier/v1/sign\0";
 
 /// Length of an AES-GCM tag.

@@ -103,7 +103,7 @@ fn half(name: &str, identity: &DeviceIdentity) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::IdentityKeyPair;
+    use crate::crypto::IdentityKeyPair;
 
     #[test]
     fn same_on_both_sides_and_changes_with_any_key_or_name() {
