@@ -1,1 +1,5 @@
 //! Courier: an embeddable library for end-to-end encrypted chat servers.
+
+pub mod store;
+
+pub use store::{Durability, Store, StoreConfig, StoreError};
