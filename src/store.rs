@@ -50,6 +50,7 @@
 //!   then [`Store::park`]), so concurrent parks may overshoot it slightly.
 //! - The memory store serialises every operation behind one mutex.
 
+mod any;
 mod error;
 mod memory;
 mod redb_store;
@@ -57,6 +58,7 @@ mod types;
 
 use std::future::Future;
 
+pub use any::AnyStore;
 pub use error::{FaultInjector, StoreError};
 pub use memory::MemoryStore;
 pub use redb_store::{RedbStore, StoreWriter};

@@ -94,6 +94,11 @@ impl RedbStore {
         self.cell.commit_count()
     }
 
+    /// How many requests wait for the writer right now.
+    pub fn queue_len(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         self.cell.path()
