@@ -1,0 +1,3 @@
+//! Store benchmarks (filled in below).
+
+fn main() {}

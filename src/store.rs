@@ -1,0 +1,367 @@
+//! The durable store: parked frames, de-duplication records and the directory.
+//!
+//! One trait, [`Store`], covers everything the server keeps across restarts:
+//!
+//! - **messages**: sealed frames parked per recipient device, listed in arrival
+//!   order with a sequence number, removed physically on delivery ack;
+//! - **de-duplication**: a sender's message id is recorded in the same
+//!   transaction as its frames, so a resend after a crash is recognised;
+//! - **directory**: user identities, devices, signed and one-time prekeys, and
+//!   groups with a membership version.
+//!
+//! Two implementations pass the same conformance suite:
+//!
+//! - [`RedbStore`] ([`Durability::Fsync`], the default): a redb file. Every
+//!   mutation goes through one writer task ([`StoreWriter::run`]) that gathers
+//!   the requests queued while the previous commit was on disk into a single
+//!   write transaction, commits it with an fsync and only then answers each
+//!   caller (group commit). Nothing is acknowledged before it is durable.
+//! - [`MemoryStore`] ([`Durability::Memory`]): plain maps behind a mutex.
+//!   It acknowledges as soon as a change is applied in memory and loses
+//!   everything when the process ends. Lossy by design; for tests and for
+//!   deployments that trade durability for throughput.
+//!
+//! The store only ever sees sealed bytes: it never holds plaintext. A frame's
+//! body is deleted from the tables in the transaction that handles its
+//! delivery ack; there are no tombstones.
+//!
+//! # De-duplication bound
+//!
+//! For each sender device the store remembers the ids of its last
+//! [`StoreConfig::dedup_window`] messages (4,096 by default). A resend is
+//! recognised as long as the sender has parked fewer than that many newer
+//! messages since the original, so the number of messages a client may have
+//! unacknowledged at once must stay below the window. The ids of a frame that
+//! is still parked are always recognised, whatever the window.
+//!
+//! # Sequence numbers
+//!
+//! Sequence numbers come from one counter for the whole store: they increase
+//! strictly in arrival order for every recipient, but are not dense per
+//! recipient. They are never reused, also not after a restart.
+//!
+//! # Limitations
+//!
+//! - Ids older than the de-duplication window are forgotten by count only;
+//!   there is no age-based expiry, so the table grows with the number of
+//!   distinct sender devices (times the window). Expiring by age would need a
+//!   second, time-ordered index.
+//! - The mailbox quota is checked by the caller ([`Store::pending_count`]
+//!   then [`Store::park`]), so concurrent parks may overshoot it slightly.
+//! - The memory store serialises every operation behind one mutex.
+
+mod any;
+mod error;
+mod memory;
+mod redb_store;
+mod types;
+
+use std::future::Future;
+
+pub use any::AnyStore;
+pub use error::{FaultInjector, StoreError};
+pub use memory::MemoryStore;
+pub use redb_store::{RedbStore, StoreWriter};
+pub use types::{
+    DeviceKey, Durability, Group, Identity, MessageId, OneTimePrekey, ParkOutcome, ParkedFrame,
+    Removed, SignedPrekey, StoreConfig, StoredFrame,
+};
+
+/// The durable store of a server: parked frames, de-duplication and directory.
+///
+/// Every method takes `&self`; implementations are cheap to share behind an
+/// `Arc` or to clone. Methods that change state return only once the change is
+/// as durable as the store's [`Durability`] promises.
+pub trait Store: Send + Sync + 'static {
+    /// Parks a batch of sealed frames and returns once they are durable.
+    ///
+    /// Returns one outcome per frame, in input order. A frame whose
+    /// (sender, id) was recorded by an earlier call, or which is already parked
+    /// for the same recipient, is reported [`ParkOutcome::Duplicate`] and not
+    /// stored again. Frames of one call that share a (sender, id), such as the
+    /// copies of one message for each device of a recipient, are all stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::DiskFull`] or [`StoreError::Unavailable`] when the write
+    /// failed; then nothing of the batch is acknowledged and the caller must
+    /// not acknowledge it either. [`StoreError::Closed`] after shutdown.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the request: the frames may still
+    /// be stored. A retry is harmless because it is recognised as a duplicate.
+    fn park(
+        &self,
+        frames: Vec<ParkedFrame>,
+    ) -> impl Future<Output = Result<Vec<ParkOutcome>, StoreError>> + Send;
+
+    /// Lists up to `limit` frames parked for `recipient` with a sequence number
+    /// greater than `after_seq`, in arrival order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    fn pending(
+        &self,
+        recipient: &DeviceKey,
+        after_seq: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredFrame>, StoreError>> + Send;
+
+    /// Deletes the frame `id` from `sender` parked for `recipient` (delivery ack).
+    ///
+    /// Returns what was removed, or `None` when nothing was parked under that
+    /// key (already removed: the call is idempotent).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the removal.
+    fn remove(
+        &self,
+        recipient: &DeviceKey,
+        sender: &DeviceKey,
+        id: MessageId,
+    ) -> impl Future<Output = Result<Option<Removed>, StoreError>> + Send;
+
+    /// Counts the frames parked for `recipient` (for the mailbox quota).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    fn pending_count(
+        &self,
+        recipient: &DeviceKey,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Lists every device that has parked frames (for recovery after a restart).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    fn recipients(&self) -> impl Future<Output = Result<Vec<DeviceKey>, StoreError>> + Send;
+
+    /// Binds `user` to `identity`; succeeds if the user was unbound or is
+    /// already bound to an equal identity.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::IdentityConflict`] when the user is bound to another
+    /// identity; write errors as [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the binding.
+    fn bind_identity(
+        &self,
+        user: &str,
+        identity: Identity,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Returns the identity bound to `user`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    fn identity(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = Result<Option<Identity>, StoreError>> + Send;
+
+    /// Registers a device of a user; returns `true` if it was new.
+    ///
+    /// # Errors
+    ///
+    /// Write errors as [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the registration.
+    fn add_device(
+        &self,
+        device: &DeviceKey,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Unregisters a device and drops its prekeys; returns `true` if it existed.
+    ///
+    /// Frames parked for the device stay until they are removed.
+    ///
+    /// # Errors
+    ///
+    /// Write errors as [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the removal.
+    fn remove_device(
+        &self,
+        device: &DeviceKey,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Lists the device numbers of `user`, ascending.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    fn devices(&self, user: &str) -> impl Future<Output = Result<Vec<u32>, StoreError>> + Send;
+
+    /// Sets (or replaces) the signed prekey of a device.
+    ///
+    /// # Errors
+    ///
+    /// Write errors as [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the change.
+    fn set_signed_prekey(
+        &self,
+        device: &DeviceKey,
+        prekey: SignedPrekey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Returns the signed prekey of a device, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    fn signed_prekey(
+        &self,
+        device: &DeviceKey,
+    ) -> impl Future<Output = Result<Option<SignedPrekey>, StoreError>> + Send;
+
+    /// Adds one-time prekeys to a device (an existing id is replaced); returns
+    /// how many the device has afterwards.
+    ///
+    /// # Errors
+    ///
+    /// Write errors as [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the upload.
+    fn add_one_time_prekeys(
+        &self,
+        device: &DeviceKey,
+        prekeys: Vec<OneTimePrekey>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes and returns one one-time prekey of a device (the lowest id).
+    ///
+    /// Each prekey is handed out exactly once, also under concurrent calls.
+    ///
+    /// # Errors
+    ///
+    /// Write errors as [`Store::park`]; on an error no prekey was consumed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may consume a prekey that nobody receives, which
+    /// costs one prekey and nothing else.
+    fn take_one_time_prekey(
+        &self,
+        device: &DeviceKey,
+    ) -> impl Future<Output = Result<Option<OneTimePrekey>, StoreError>> + Send;
+
+    /// Counts the one-time prekeys a device has left.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    fn one_time_prekey_count(
+        &self,
+        device: &DeviceKey,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Creates a group with its first members; returns its version (1).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::GroupExists`] if the id is taken; write errors as
+    /// [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the creation.
+    fn create_group(
+        &self,
+        group: &str,
+        members: Vec<String>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Adds members to a group; returns the version, bumped if anything changed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownGroup`] if there is no such group; write errors as
+    /// [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the change.
+    fn add_group_members(
+        &self,
+        group: &str,
+        members: Vec<String>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes members from a group; returns the version, bumped if anything
+    /// changed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownGroup`] if there is no such group; write errors as
+    /// [`Store::park`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not withdraw the change.
+    fn remove_group_members(
+        &self,
+        group: &str,
+        members: Vec<String>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Returns a group's members (sorted) and version, if it exists.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    fn group(&self, group: &str) -> impl Future<Output = Result<Option<Group>, StoreError>> + Send;
+}

@@ -1,0 +1,148 @@
+//! The open database, reopened after an I/O error.
+//!
+//! After an I/O error redb refuses further work on that handle until the
+//! database is reopened (which repairs it from the last good commit). The
+//! cell retires a handle that failed and opens a fresh one on next use, once
+//! nobody uses the old one any more.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase, WriteTransaction};
+
+use super::backend::FaultyBackend;
+use super::schema::{self, Reads};
+use crate::store::{FaultInjector, StoreError};
+
+#[derive(Debug)]
+pub(super) struct DbCell {
+    path: PathBuf,
+    faults: FaultInjector,
+    state: Mutex<CellState>,
+    commits: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct CellState {
+    open: Option<Arc<Database>>,
+    retired: Option<Arc<Database>>,
+}
+
+impl DbCell {
+    pub(super) fn open(path: &Path, faults: FaultInjector) -> Result<Self, StoreError> {
+        let db = open_database(path, &faults)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            faults,
+            state: Mutex::new(CellState {
+                open: Some(Arc::new(db)),
+                retired: None,
+            }),
+            commits: AtomicU64::new(0),
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Runs `change` in a durable write transaction and commits it.
+    pub(super) fn write<T>(
+        &self,
+        change: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.database()?;
+        let result = (|| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(redb::Durability::Immediate)?;
+            let value = change(&txn)?;
+            txn.commit()?;
+            Ok(value)
+        })();
+        match &result {
+            Ok(_) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => self.retire_after(error, &db),
+        }
+        result
+    }
+
+    /// Runs `look` in a read transaction.
+    pub(super) fn read<T>(
+        &self,
+        look: impl FnOnce(&Reads<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.database()?;
+        let result = db
+            .begin_read()
+            .map_err(StoreError::from)
+            .and_then(|txn| look(&Reads(&txn)));
+        if let Err(error) = &result {
+            self.retire_after(error, &db);
+        }
+        result
+    }
+
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        let mut state = self.state.lock();
+        if let Some(db) = &state.open {
+            return Ok(Arc::clone(db));
+        }
+        if let Some(old) = state.retired.take() {
+            // Two handles must never write the same file: close the old one first.
+            match Arc::try_unwrap(old) {
+                Ok(old) => drop(old),
+                Err(old) => {
+                    state.retired = Some(old);
+                    return Err(StoreError::Unavailable(
+                        "database busy after an i/o error".to_owned(),
+                    ));
+                }
+            }
+        }
+        let db = Arc::new(open_database(&self.path, &self.faults)?);
+        tracing::info!(path = %self.path.display(), "store database reopened");
+        state.open = Some(Arc::clone(&db));
+        Ok(db)
+    }
+
+    /// Retires the handle `db` after a storage error, so the next use reopens.
+    fn retire_after(&self, error: &StoreError, db: &Arc<Database>) {
+        if !error.is_storage() {
+            return;
+        }
+        let mut state = self.state.lock();
+        if state
+            .open
+            .as_ref()
+            .is_some_and(|open| Arc::ptr_eq(open, db))
+        {
+            tracing::warn!(%error, "store database retired after a storage error");
+            state.retired = state.open.take();
+        }
+    }
+}
+
+fn open_database(path: &Path, faults: &FaultInjector) -> Result<Database, StoreError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|error| StoreError::from_io(&error))?;
+    let db = redb::Builder::new().create_with_backend(FaultyBackend::new(file, faults.clone()))?;
+
+    let txn = db.begin_write()?;
+    schema::create_tables(&txn)?;
+    txn.commit()?;
+    Ok(db)
+}
