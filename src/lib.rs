@@ -1,3 +1,5 @@
 //! Courier: an embeddable library for end-to-end encrypted chat servers.
 
+#[cfg(feature = "chaos")]
+pub mod chaos;
 pub mod tls;
