@@ -157,11 +157,15 @@ pub async fn accept_with_timeout<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+    let result = match tokio::time::timeout(timeout, acceptor.accept(io)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) => Err(classify_io(err)),
         Err(_) => Err(TlsError::HandshakeTimeout { after: timeout }),
+    };
+    if let Err(err) = &result {
+        tracing::debug!(error = %err, "tls accept failed");
     }
+    result
 }
 
 /// Runs the client side of a handshake with `client`'s trust settings,

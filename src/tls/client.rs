@@ -109,11 +109,15 @@ impl ClientTls {
     {
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|err| config_error(format_args!("server name {server_name:?}: {err}")))?;
-        match tokio::time::timeout(timeout, self.connector().connect(name, io)).await {
+        let result = match tokio::time::timeout(timeout, self.connector().connect(name, io)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(err)) => Err(classify_io(err)),
             Err(_) => Err(TlsError::HandshakeTimeout { after: timeout }),
+        };
+        if let Err(err) = &result {
+            tracing::debug!(server_name, error = %err, "tls connect failed");
         }
+        result
     }
 
     fn with_ca_certs(certs: Vec<CertificateDer<'static>>) -> Result<Self, TlsError> {
