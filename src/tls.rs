@@ -42,6 +42,9 @@
 //! - A configuration given to [`ServerTls::from_config`] is used as it is: its
 //!   protocol versions, ALPN list, tickets and early-data limit are the
 //!   embedder's choice.
+//! - [`ServerTls::load_or_create_self_signed`] assumes one server per data
+//!   directory: two processes creating the certificate at the same moment
+//!   could each keep a different half of the pair.
 //! - The session-ticket key is not shared between server processes, so a
 //!   client reconnecting to another process (or after a restart) does a full
 //!   handshake.

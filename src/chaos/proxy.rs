@@ -83,7 +83,8 @@ pub enum Fault {
         direction: Direction,
     },
     /// Hold every chunk in `direction` for `per_chunk` before delivering it;
-    /// `Duration::ZERO` removes the delay.
+    /// `Duration::ZERO` removes the delay. Chunks wait one after another, so
+    /// a delay also caps the direction's throughput.
     Delay {
         /// The direction to slow down.
         direction: Direction,

@@ -107,7 +107,7 @@ impl Pump {
             let allowed = match self.cut_at {
                 Some(at) => chunk
                     .len()
-                    .min(usize::try_from(at - self.delivered).unwrap_or(usize::MAX)),
+                    .min(usize::try_from(at.saturating_sub(self.delivered)).unwrap_or(usize::MAX)),
                 None => chunk.len(),
             };
 
