@@ -1,5 +1,8 @@
 //! Courier: an embeddable library for end-to-end encrypted chat servers.
 
+#[cfg(feature = "chaos")]
+pub mod chaos;
 pub mod crypto;
 pub mod protocol;
 pub mod store;
+pub mod tls;
