@@ -240,3 +240,16 @@ fn public_types_are_send_and_sync() {
     check::<courier::GroupSender>();
     check::<courier::GroupReceiver>();
 }
+
+#[test]
+fn identity_and_prekeys_survive_persistence() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let (alice, bob, prekeys) = devices(&mut rng);
+    let bob: IdentityKeyPair = rmp_serde::from_slice(&rmp_serde::to_vec(&bob).unwrap()).unwrap();
+    let mut prekeys: PrekeySecrets =
+        rmp_serde::from_slice(&rmp_serde::to_vec(&prekeys).unwrap()).unwrap();
+    let bundle = prekeys.bundle(&bob.public()).unwrap();
+    let (_, first) = Session::initiate(&mut rng, &alice, &bundle, b"kept").unwrap();
+    let (_, text) = Session::accept(&mut rng, &bob, &mut prekeys, &first).unwrap();
+    assert_eq!(text, b"kept");
+}
