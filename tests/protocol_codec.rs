@@ -135,3 +135,13 @@ fn garbage_payload_is_malformed() {
     assert!(matches!(err, FrameError::Malformed(_)), "{err:?}");
     assert!(buf.is_empty(), "the bad frame is consumed");
 }
+
+#[test]
+fn codecs_and_frames_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<ServerCodec>();
+    assert_send_sync::<ClientCodec>();
+    assert_send_sync::<ClientFrame>();
+    assert_send_sync::<ServerFrame>();
+    assert_send_sync::<FrameError>();
+}

@@ -1,5 +1,5 @@
 //! The two frame enums, one per direction, and their wire shape
-//! `[kind, [fields...]]` (`docs/protocol.md`, sections 3 and 4).
+//! `[kind, [fields...]]` (`docs/protocol.md`, sections 3.3 and 4).
 
 use std::fmt;
 

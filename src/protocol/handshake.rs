@@ -1,6 +1,6 @@
 //! The first frames of a connection: `ServerHello`, `ClientHello` and
 //! `Welcome`, the server's limits, and the authentication transcript
-//! (`docs/protocol.md`, sections 1, 4.2 and 5).
+//! (`docs/protocol.md`, sections 1, 4.2 and 5.2).
 
 use serde::{Deserialize, Serialize};
 
