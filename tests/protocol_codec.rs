@@ -145,3 +145,14 @@ fn codecs_and_frames_are_send_and_sync() {
     assert_send_sync::<ServerFrame>();
     assert_send_sync::<FrameError>();
 }
+
+#[test]
+fn request_ids_name_sends_and_media_transfers() {
+    assert_eq!(send_direct().request_id(), Some(MessageId([7; 16])));
+    let download = ClientFrame::MediaDownload(courier::MediaDownload {
+        media: courier::MediaId([3; 16]),
+        offset: 0,
+    });
+    assert_eq!(download.request_id(), Some(MessageId([3; 16])));
+    assert_eq!(ClientFrame::Ping(Ping { nonce: 1 }).request_id(), None);
+}

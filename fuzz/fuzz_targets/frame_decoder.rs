@@ -18,8 +18,12 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(data);
     while let Ok(Some(frame)) = server.decode(&mut buf) {
         let mut wire = BytesMut::new();
-        ClientCodec::new(u32::MAX).encode(&frame, &mut wire).expect("a decoded frame encodes");
-        let again = ServerCodec::new(u32::MAX).decode(&mut wire).expect("re-encoded frame decodes");
+        ClientCodec::new(u32::MAX)
+            .encode(&frame, &mut wire)
+            .expect("a decoded frame encodes");
+        let again = ServerCodec::new(u32::MAX)
+            .decode(&mut wire)
+            .expect("re-encoded frame decodes");
         assert_eq!(again, Some(frame));
         assert!(wire.is_empty());
     }
@@ -30,8 +34,12 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(data);
     while let Ok(Some(frame)) = client.decode(&mut buf) {
         let mut wire = BytesMut::new();
-        ServerCodec::new(u32::MAX).encode(&frame, &mut wire).expect("a decoded frame encodes");
-        let again = ClientCodec::new(u32::MAX).decode(&mut wire).expect("re-encoded frame decodes");
+        ServerCodec::new(u32::MAX)
+            .encode(&frame, &mut wire)
+            .expect("a decoded frame encodes");
+        let again = ClientCodec::new(u32::MAX)
+            .decode(&mut wire)
+            .expect("re-encoded frame decodes");
         assert_eq!(again, Some(frame));
     }
     let _ = client.decode_eof(&mut buf);
