@@ -295,17 +295,16 @@ fn presence_state() -> impl Strategy<Value = PresenceState> {
 
 fn limits() -> impl Strategy<Value = Limits> {
     (any::<[u32; 8]>(), any::<u64>()).prop_map(|(n, media)| {
-        let mut limits = Limits::default();
-        limits.max_frame_bytes = n[0];
-        limits.messages_per_second = n[1];
-        limits.max_group_size = n[2];
-        limits.max_media_bytes = media;
-        limits.max_media_chunk_bytes = n[3];
-        limits.max_one_time_prekeys = n[4];
-        limits.max_devices_per_user = n[5];
-        limits.handshake_timeout_ms = n[6];
-        limits.idle_timeout_ms = n[7];
-        limits
+        Limits::default()
+            .with_max_frame_bytes(n[0])
+            .with_messages_per_second(n[1])
+            .with_max_group_size(n[2])
+            .with_max_media_bytes(media)
+            .with_max_media_chunk_bytes(n[3])
+            .with_max_one_time_prekeys(n[4])
+            .with_max_devices_per_user(n[5])
+            .with_handshake_timeout_ms(n[6])
+            .with_idle_timeout_ms(n[7])
     })
 }
 

@@ -101,6 +101,34 @@ impl Default for Limits {
     }
 }
 
+/// Defines `Limits::with_<field>` setters, one per field.
+macro_rules! limit_setters {
+    ($($setter:ident => $field:ident: $ty:ty),* $(,)?) => {
+        impl Limits {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "`.")]
+                #[must_use]
+                pub fn $setter(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+limit_setters! {
+    with_max_frame_bytes => max_frame_bytes: u32,
+    with_messages_per_second => messages_per_second: u32,
+    with_max_group_size => max_group_size: u32,
+    with_max_media_bytes => max_media_bytes: u64,
+    with_max_media_chunk_bytes => max_media_chunk_bytes: u32,
+    with_max_one_time_prekeys => max_one_time_prekeys: u32,
+    with_max_devices_per_user => max_devices_per_user: u32,
+    with_handshake_timeout_ms => handshake_timeout_ms: u32,
+    with_idle_timeout_ms => idle_timeout_ms: u32,
+}
+
 /// The default largest frame payload: 256 KiB.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 256 * 1024;
 
