@@ -25,9 +25,6 @@
 //! - Decoders accept any MessagePack integer width and also accept a map
 //!   with field names where a struct is expected; encoders always write
 //!   the shortest integers and arrays, which the specification requires.
-//! - `UploadPrekeys` carries no request id and is answered only when it
-//!   fails; a request id like the other requests' would let a client
-//!   match the failure to the upload.
 
 mod bin;
 mod codec;

@@ -341,13 +341,16 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         }
         .into()),
         (device_id(), message_id()).prop_map(|(from, id)| DeliveryAck { from, id }.into()),
-        (signed_prekey(), vec(one_time_prekey(), 0..5)).prop_map(|(signed_prekey, one_time)| {
-            UploadPrekeys {
-                signed_prekey,
-                one_time,
+        (message_id(), signed_prekey(), vec(one_time_prekey(), 0..5)).prop_map(
+            |(id, signed_prekey, one_time)| {
+                UploadPrekeys {
+                    id,
+                    signed_prekey,
+                    one_time,
+                }
+                .into()
             }
-            .into()
-        }),
+        ),
         (message_id(), user_name()).prop_map(|(id, user)| RequestBundle { id, user }.into()),
         (message_id(), group_id(), users()).prop_map(|(id, group, members)| CreateGroup {
             id,

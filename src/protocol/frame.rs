@@ -213,6 +213,7 @@ impl ClientFrame {
             Self::SendDirect(SendDirect { id, .. })
             | Self::SendToUser(SendToUser { id, .. })
             | Self::SendToGroup(SendToGroup { id, .. })
+            | Self::UploadPrekeys(UploadPrekeys { id, .. })
             | Self::RequestBundle(RequestBundle { id, .. })
             | Self::CreateGroup(CreateGroup { id, .. })
             | Self::AddMembers(AddMembers { id, .. })
@@ -227,7 +228,6 @@ impl ClientFrame {
             | Self::Ping(_)
             | Self::Pong(_)
             | Self::DeliveryAck(_)
-            | Self::UploadPrekeys(_)
             | Self::SubscribePresence(_)
             | Self::UpdatePresence(_)
             | Self::Typing(_) => None,
