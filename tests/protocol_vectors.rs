@@ -2,8 +2,8 @@
 //! with fixed contents, its JSON form and its exact bytes on the wire.
 //!
 //! `COURIER_WRITE_VECTORS=1 cargo test --test protocol_vectors -- --test-threads=1`
-//! rewrites the
-//! file (and the fuzz seed corpus) from the frames below; review the diff.
+//! rewrites the file (and the fuzz seed corpus) from the frames below;
+//! review the diff.
 
 #![allow(clippy::unwrap_used)]
 
