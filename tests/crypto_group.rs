@@ -1,7 +1,7 @@
 //! Sender keys: distribution, signatures, skip bounds and rotation.
 #![allow(clippy::unwrap_used)]
 
-use courier::{GroupError, GroupReceiver, GroupSender, MAX_SKIP, SenderKeyDistribution};
+use courier::crypto::{GroupError, GroupReceiver, GroupSender, MAX_SKIP, SenderKeyDistribution};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

@@ -3,7 +3,7 @@
 //! is rejected without changing state; replays are rejected.
 #![allow(clippy::unwrap_used)]
 
-use courier::{GroupReceiver, GroupSender, IdentityKeyPair, OpenError, PrekeySecrets, Session};
+use courier::crypto::{GroupReceiver, GroupSender, IdentityKeyPair, OpenError, PrekeySecrets, Session};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -129,7 +129,7 @@ proptest! {
             prop_assert_eq!(receiver.open(&messages[i]).unwrap(), vec![i as u8]);
         }
         for &i in &order {
-            prop_assert_eq!(receiver.open(&messages[i]), Err(courier::GroupError::Replay));
+            prop_assert_eq!(receiver.open(&messages[i]), Err(courier::crypto::GroupError::Replay));
         }
     }
 
