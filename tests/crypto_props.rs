@@ -3,7 +3,9 @@
 //! is rejected without changing state; replays are rejected.
 #![allow(clippy::unwrap_used)]
 
-use courier::crypto::{GroupReceiver, GroupSender, IdentityKeyPair, OpenError, PrekeySecrets, Session};
+use courier::crypto::{
+    GroupReceiver, GroupSender, IdentityKeyPair, OpenError, PrekeySecrets, Session,
+};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
