@@ -27,12 +27,19 @@
 //!
 //! # De-duplication bound
 //!
-//! For each sender device the store remembers the ids of its last
-//! [`StoreConfig::dedup_window`] messages (4,096 by default). A resend is
-//! recognised as long as the sender has parked fewer than that many newer
-//! messages since the original, so the number of messages a client may have
-//! unacknowledged at once must stay below the window. The ids of a frame that
-//! is still parked are always recognised, whatever the window.
+//! The store remembers the last [`StoreConfig::dedup_window`] (sender, id)
+//! pairs it recorded, store-wide (1,048,576 by default). A resend is
+//! recognised as long as fewer than that many messages were parked since the
+//! original: at 10,000 messages a second that is about 100 seconds, at 1,000
+//! a second about 17 minutes. A frame that is still parked is recognised
+//! whatever the window, and receivers drop duplicates too. In the redb store
+//! the pairs live in an append-only log keyed by sequence number, so a batch
+//! appends to a few pages and the oldest pairs are deleted as a contiguous
+//! range; an in-memory index of 128-bit keyed hashes (about 32 bytes a pair,
+//! some 32 MiB at the default window) answers the lookups and is rebuilt from
+//! the log when the database opens. Two different pairs share a hash with a
+//! probability near 2^-128 per lookup; such a pair would be taken for a
+//! duplicate.
 //!
 //! # Sequence numbers
 //!
@@ -42,10 +49,10 @@
 //!
 //! # Limitations
 //!
-//! - Ids older than the de-duplication window are forgotten by count only;
-//!   there is no age-based expiry, so the table grows with the number of
-//!   distinct sender devices (times the window). Expiring by age would need a
-//!   second, time-ordered index.
+//! - The de-duplication window is a count of messages, not an age: under a
+//!   heavy load it covers a shorter time. A per-sender guarantee would need a
+//!   per-sender index, which costs pages in every commit (see the benchmark
+//!   notes in `docs/benchmarks.md`).
 //! - The mailbox quota is checked by the caller ([`Store::pending_count`]
 //!   then [`Store::park`]), so concurrent parks may overshoot it slightly.
 //! - The memory store serialises every operation behind one mutex.

@@ -61,18 +61,13 @@ struct State {
     next_seq: u64,
     mailboxes: HashMap<DeviceKey, BTreeMap<u64, ParkedFrame>>,
     by_id: HashMap<(DeviceKey, DeviceKey, MessageId), u64>,
-    seen: HashMap<DeviceKey, SeenIds>,
+    seen: HashSet<PairKey>,
+    seen_order: VecDeque<PairKey>,
     identities: HashMap<String, Identity>,
     devices: HashMap<String, BTreeSet<u32>>,
     signed: HashMap<DeviceKey, SignedPrekey>,
     one_time: HashMap<DeviceKey, BTreeMap<u32, [u8; 32]>>,
     groups: HashMap<String, Group>,
-}
-
-#[derive(Debug, Default)]
-struct SeenIds {
-    set: HashSet<MessageId>,
-    order: VecDeque<MessageId>,
 }
 
 impl State {
@@ -85,10 +80,7 @@ impl State {
             let duplicate = match checked.iter().find(|(key, _)| *key == pair) {
                 Some((_, duplicate)) => *duplicate,
                 None => {
-                    let seen = self
-                        .seen
-                        .get(&frame.sender)
-                        .is_some_and(|ids| ids.set.contains(&frame.id));
+                    let seen = self.seen.contains(&pair);
                     checked.push((pair, seen));
                     seen
                 }
@@ -109,24 +101,17 @@ impl State {
             outcomes.push(ParkOutcome::Stored { seq });
         }
 
-        for ((sender, id), duplicate) in checked {
-            if !duplicate {
-                self.remember(sender, id, window);
+        for (pair, duplicate) in checked {
+            if !duplicate && self.seen.insert(pair.clone()) {
+                self.seen_order.push_back(pair);
+            }
+        }
+        while self.seen_order.len() > window {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
             }
         }
         outcomes
-    }
-
-    fn remember(&mut self, sender: DeviceKey, id: MessageId, window: usize) {
-        let ids = self.seen.entry(sender).or_default();
-        if ids.set.insert(id) {
-            ids.order.push_back(id);
-        }
-        while ids.order.len() > window {
-            if let Some(old) = ids.order.pop_front() {
-                ids.set.remove(&old);
-            }
-        }
     }
 
     fn remove(

@@ -2,6 +2,7 @@
 
 mod backend;
 mod cell;
+mod dedup;
 mod schema;
 
 use std::path::Path;
@@ -41,7 +42,7 @@ pub struct StoreWriter {
     queue: Arc<Mutex<mpsc::Receiver<Queued>>>,
     cell: Arc<DbCell>,
     max_batch: usize,
-    dedup_window: u64,
+    dedup_window: usize,
 }
 
 #[derive(Debug)]
@@ -67,7 +68,7 @@ impl RedbStore {
             queue: Arc::new(Mutex::new(receiver)),
             cell: Arc::clone(&cell),
             max_batch: config.max_batch,
-            dedup_window: config.dedup_window as u64,
+            dedup_window: config.dedup_window,
         };
         Ok((Self { queue, cell }, writer))
     }
@@ -166,14 +167,15 @@ impl StoreWriter {
 }
 
 /// Applies one batch in one transaction and answers each caller.
-fn commit_batch(cell: &DbCell, batch: Vec<Queued>, dedup_window: u64) {
+fn commit_batch(cell: &DbCell, batch: Vec<Queued>, dedup_window: usize) {
     let started = Instant::now();
     let frames: usize = batch.iter().map(|q| q.request.frames()).sum();
     let requests_len = batch.len();
     let (requests, replies): (Vec<Request>, Vec<_>) =
         batch.into_iter().map(|q| (q.request, q.reply)).unzip();
 
-    match cell.write(|txn| schema::apply_all(txn, requests, dedup_window)) {
+    let applied = cell.write(|txn, index| schema::apply_all(txn, index, requests, dedup_window));
+    match applied {
         Ok(answers) => {
             let elapsed = started.elapsed();
             metrics::histogram!("courier_store_batch_frames").record(frames as f64);
