@@ -1,5 +1,6 @@
 //! Store throughput: parks with fsync durability (group commit at several
-//! concurrencies), parks in memory mode, and draining (pending + remove).
+//! concurrencies), park then remove (an online recipient), parks in memory
+//! mode, and draining a mailbox (pending + remove).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -61,19 +62,21 @@ async fn park_concurrently<S: Store>(store: &Arc<S>, concurrency: u64, total: u6
     started.elapsed()
 }
 
+fn fresh_redb(rt: &Runtime, dir: &tempfile::TempDir, name: &str) -> Arc<RedbStore> {
+    let config = StoreConfig::new(dir.path().join(name));
+    rt.block_on(async { Arc::new(RedbStore::open_spawned(&config).unwrap()) })
+}
+
 fn park_fsync(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let store = rt.block_on(async {
-        Arc::new(RedbStore::open_spawned(&StoreConfig::new(dir.path().join("bench.redb"))).unwrap())
-    });
 
     let mut group = c.benchmark_group("store_park_fsync");
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(3));
-    for concurrency in [1u64, 16, 256] {
-        let before = store.commit_count();
+    for concurrency in [1u64, 16, 256, 1024] {
+        let store = fresh_redb(&rt, &dir, &format!("park{concurrency}.redb"));
         group.bench_with_input(
             BenchmarkId::from_parameter(concurrency),
             &concurrency,
@@ -81,8 +84,64 @@ fn park_fsync(c: &mut Criterion) {
                 b.iter_custom(|iters| rt.block_on(park_concurrently(&store, concurrency, iters)));
             },
         );
-        let commits = store.commit_count() - before;
-        eprintln!("store_park_fsync/{concurrency}: {commits} commits");
+        eprintln!(
+            "store_park_fsync/{concurrency}: {} commits",
+            store.commit_count()
+        );
+    }
+    group.finish();
+}
+
+/// Parks and then removes `total` frames from `concurrency` tasks, as an
+/// online recipient's ack follows each message; returns the time taken.
+async fn park_remove_concurrently<S: Store>(
+    store: &Arc<S>,
+    concurrency: u64,
+    total: u64,
+) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|task| {
+            let store = Arc::clone(store);
+            let share = total / concurrency + u64::from(task < total % concurrency);
+            tokio::spawn(async move {
+                for i in 0..share {
+                    let f = frame((task % 1024) as u32, ((task + i) % 1024) as u32);
+                    store.park(vec![f.clone()]).await.unwrap();
+                    store.remove(&f.recipient, &f.sender, f.id).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn park_remove_fsync(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+
+    let mut group = c.benchmark_group("store_park_remove_fsync");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(3));
+    for concurrency in [256u64, 1024] {
+        let store = fresh_redb(&rt, &dir, &format!("online{concurrency}.redb"));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(concurrency),
+            &concurrency,
+            |b, &concurrency| {
+                b.iter_custom(|iters| {
+                    rt.block_on(park_remove_concurrently(&store, concurrency, iters))
+                });
+            },
+        );
+        eprintln!(
+            "store_park_remove_fsync/{concurrency}: {} commits",
+            store.commit_count()
+        );
     }
     group.finish();
 }
@@ -151,9 +210,7 @@ async fn drain<S: Store>(store: &Arc<S>, total: u64) -> Duration {
 fn pending_remove(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let redb = rt.block_on(async {
-        Arc::new(RedbStore::open_spawned(&StoreConfig::new(dir.path().join("drain.redb"))).unwrap())
-    });
+    let redb = fresh_redb(&rt, &dir, "drain.redb");
     let memory = Arc::new(MemoryStore::new(&StoreConfig::memory()));
 
     let mut group = c.benchmark_group("store_pending_remove");
@@ -169,5 +226,11 @@ fn pending_remove(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, park_fsync, park_memory, pending_remove);
+criterion_group!(
+    benches,
+    park_fsync,
+    park_remove_fsync,
+    park_memory,
+    pending_remove
+);
 criterion_main!(benches);

@@ -25,6 +25,35 @@
 //! body is deleted from the tables in the transaction that handles its
 //! delivery ack; there are no tombstones.
 //!
+//! # Example
+//!
+//! ```
+//! use courier::store::{DeviceKey, MemoryStore, MessageId, ParkedFrame, Store, StoreConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), courier::store::StoreError> {
+//! // `RedbStore::open_spawned(&StoreConfig::new(path))` gives the durable store.
+//! let store = MemoryStore::new(&StoreConfig::memory());
+//! let bob = DeviceKey::new("bob", 1);
+//! let frame = ParkedFrame {
+//!     recipient: bob.clone(),
+//!     sender: DeviceKey::new("alice", 1),
+//!     id: MessageId([7; 16]),
+//!     group: None,
+//!     body: bytes::Bytes::from_static(b"sealed bytes"),
+//!     sent_at_ms: 0,
+//! };
+//! store.park(vec![frame.clone()]).await?;
+//! assert!(store.park(vec![frame.clone()]).await?[0].is_duplicate());
+//!
+//! let pending = store.pending(&bob, 0, 64).await?;
+//! assert_eq!(pending[0].frame, frame);
+//! let removed = store.remove(&bob, &frame.sender, frame.id).await?;
+//! assert_eq!(removed.map(|r| r.sender), Some(frame.sender));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # De-duplication bound
 //!
 //! The store remembers the last [`StoreConfig::dedup_window`] (sender, id)
@@ -56,6 +85,10 @@
 //! - The mailbox quota is checked by the caller ([`Store::pending_count`]
 //!   then [`Store::park`]), so concurrent parks may overshoot it slightly.
 //! - The memory store serialises every operation behind one mutex.
+//! - redb latches an I/O error: after a failed commit the handle refuses
+//!   reads too, and reopening it repairs the file, which needs to write. So
+//!   while the disk stays full, reads of the redb store fail as well; they
+//!   work again as soon as a write can succeed.
 
 mod any;
 mod error;

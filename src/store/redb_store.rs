@@ -145,6 +145,7 @@ impl StoreWriter {
     ///
     /// Dropping the future stops the writer; a batch in flight still commits
     /// and is answered, and queued requests wait for the next `run`.
+    #[tracing::instrument(name = "store_writer", skip_all)]
     pub async fn run(self) -> Result<(), StoreError> {
         let mut queue = self.queue.lock().await;
         let mut batch = Vec::with_capacity(self.max_batch);
