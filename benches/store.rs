@@ -62,6 +62,23 @@ async fn park_concurrently<S: Store>(store: &Arc<S>, concurrency: u64, total: u6
     started.elapsed()
 }
 
+/// Bytes this process has caused to be written to disk (Linux), if known.
+fn disk_writes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    let line = io.lines().find(|l| l.starts_with("write_bytes:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Prints commits and disk bytes per commit since `before`.
+fn report(name: &str, store: &RedbStore, before: Option<u64>) {
+    let commits = store.commit_count().max(1);
+    let per_commit = match (before, disk_writes()) {
+        (Some(before), Some(after)) => format!("{} KiB", (after - before) / 1024 / commits),
+        _ => "unknown".to_owned(),
+    };
+    eprintln!("{name}: {commits} commits, {per_commit} written per commit");
+}
+
 fn fresh_redb(rt: &Runtime, dir: &tempfile::TempDir, name: &str) -> Arc<RedbStore> {
     let config = StoreConfig::new(dir.path().join(name));
     rt.block_on(async { Arc::new(RedbStore::open_spawned(&config).unwrap()) })
@@ -77,6 +94,7 @@ fn park_fsync(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for concurrency in [1u64, 16, 256, 1024] {
         let store = fresh_redb(&rt, &dir, &format!("park{concurrency}.redb"));
+        let before = disk_writes();
         group.bench_with_input(
             BenchmarkId::from_parameter(concurrency),
             &concurrency,
@@ -84,10 +102,7 @@ fn park_fsync(c: &mut Criterion) {
                 b.iter_custom(|iters| rt.block_on(park_concurrently(&store, concurrency, iters)));
             },
         );
-        eprintln!(
-            "store_park_fsync/{concurrency}: {} commits",
-            store.commit_count()
-        );
+        report(&format!("store_park_fsync/{concurrency}"), &store, before);
     }
     group.finish();
 }
@@ -129,6 +144,7 @@ fn park_remove_fsync(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for concurrency in [256u64, 1024] {
         let store = fresh_redb(&rt, &dir, &format!("online{concurrency}.redb"));
+        let before = disk_writes();
         group.bench_with_input(
             BenchmarkId::from_parameter(concurrency),
             &concurrency,
@@ -138,9 +154,10 @@ fn park_remove_fsync(c: &mut Criterion) {
                 });
             },
         );
-        eprintln!(
-            "store_park_remove_fsync/{concurrency}: {} commits",
-            store.commit_count()
+        report(
+            &format!("store_park_remove_fsync/{concurrency}"),
+            &store,
+            before,
         );
     }
     group.finish();

@@ -66,9 +66,9 @@
 //! appends to a few pages and the oldest pairs are deleted as a contiguous
 //! range; an in-memory index of 128-bit keyed hashes (about 32 bytes a pair,
 //! some 32 MiB at the default window) answers the lookups and is rebuilt from
-//! the log when the database opens. Two different pairs share a hash with a
-//! probability near 2^-128 per lookup; such a pair would be taken for a
-//! duplicate.
+//! the log when the database opens. The memory store keeps the same hashes.
+//! Two different pairs share a hash with a probability near 2^-128 per
+//! lookup; such a pair would be taken for a duplicate.
 //!
 //! # Sequence numbers
 //!

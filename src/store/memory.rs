@@ -1,6 +1,7 @@
 //! The lossy in-memory store ([`Durability::Memory`](super::Durability::Memory)).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -54,15 +55,21 @@ impl Default for MemoryStore {
     }
 }
 
-type PairKey = (DeviceKey, MessageId);
+/// The frames parked for one device, and their (sender, id) index.
+#[derive(Debug, Default)]
+struct Mailbox {
+    frames: BTreeMap<u64, ParkedFrame>,
+    by_id: HashMap<(DeviceKey, MessageId), u64>,
+}
 
 #[derive(Debug, Default)]
 struct State {
     next_seq: u64,
-    mailboxes: HashMap<DeviceKey, BTreeMap<u64, ParkedFrame>>,
-    by_id: HashMap<(DeviceKey, DeviceKey, MessageId), u64>,
-    seen: HashSet<PairKey>,
-    seen_order: VecDeque<PairKey>,
+    mailboxes: HashMap<DeviceKey, Mailbox>,
+    /// Keyed hashes of recently seen (sender, id) pairs, oldest first in `seen_order`.
+    seen: HashSet<u128>,
+    seen_order: VecDeque<u128>,
+    hash_keys: (RandomState, RandomState),
     identities: HashMap<String, Identity>,
     devices: HashMap<String, BTreeSet<u32>>,
     signed: HashMap<DeviceKey, SignedPrekey>,
@@ -71,39 +78,50 @@ struct State {
 }
 
 impl State {
+    fn fingerprint(&self, sender: &DeviceKey, id: MessageId) -> u128 {
+        let key = (sender.user.as_str(), sender.device, &id.0);
+        let high = self.hash_keys.0.hash_one(key);
+        let low = self.hash_keys.1.hash_one(key);
+        (u128::from(high) << 64) | u128::from(low)
+    }
+
     fn park(&mut self, frames: Vec<ParkedFrame>, window: usize) -> Vec<ParkOutcome> {
-        let mut checked: Vec<(PairKey, bool)> = Vec::new();
+        let mut checked: Vec<(u128, bool)> = Vec::new();
         let mut outcomes = Vec::with_capacity(frames.len());
 
         for frame in frames {
-            let pair = (frame.sender.clone(), frame.id);
-            let duplicate = match checked.iter().find(|(key, _)| *key == pair) {
+            let print = self.fingerprint(&frame.sender, frame.id);
+            let duplicate = match checked.iter().find(|(key, _)| *key == print) {
                 Some((_, duplicate)) => *duplicate,
                 None => {
-                    let seen = self.seen.contains(&pair);
-                    checked.push((pair, seen));
+                    let seen = self.seen.contains(&print);
+                    checked.push((print, seen));
                     seen
                 }
             };
-            let key = (frame.recipient.clone(), frame.sender.clone(), frame.id);
-            if duplicate || self.by_id.contains_key(&key) {
+            let already_parked = self
+                .mailboxes
+                .get(&frame.recipient)
+                .is_some_and(|m| m.by_id.contains_key(&(frame.sender.clone(), frame.id)));
+            if duplicate || already_parked {
                 outcomes.push(ParkOutcome::Duplicate);
                 continue;
             }
 
             self.next_seq += 1;
             let seq = self.next_seq;
-            self.by_id.insert(key, seq);
-            self.mailboxes
-                .entry(frame.recipient.clone())
-                .or_default()
-                .insert(seq, frame);
+            let mailbox = match self.mailboxes.get_mut(&frame.recipient) {
+                Some(mailbox) => mailbox,
+                None => self.mailboxes.entry(frame.recipient.clone()).or_default(),
+            };
+            mailbox.by_id.insert((frame.sender.clone(), frame.id), seq);
+            mailbox.frames.insert(seq, frame);
             outcomes.push(ParkOutcome::Stored { seq });
         }
 
-        for (pair, duplicate) in checked {
-            if !duplicate && self.seen.insert(pair.clone()) {
-                self.seen_order.push_back(pair);
+        for (print, duplicate) in checked {
+            if !duplicate && self.seen.insert(print) {
+                self.seen_order.push_back(print);
             }
         }
         while self.seen_order.len() > window {
@@ -120,12 +138,10 @@ impl State {
         sender: &DeviceKey,
         id: MessageId,
     ) -> Option<Removed> {
-        let seq = self
-            .by_id
-            .remove(&(recipient.clone(), sender.clone(), id))?;
         let mailbox = self.mailboxes.get_mut(recipient)?;
-        let frame = mailbox.remove(&seq)?;
-        if mailbox.is_empty() {
+        let seq = mailbox.by_id.remove(&(sender.clone(), id))?;
+        let frame = mailbox.frames.remove(&seq)?;
+        if mailbox.frames.is_empty() {
             self.mailboxes.remove(recipient);
         }
         Some(Removed {
@@ -167,6 +183,7 @@ impl Store for MemoryStore {
             let Some(mailbox) = state.mailboxes.get(recipient) else {
                 return Vec::new();
             };
+            let mailbox = &mailbox.frames;
             let Some(from) = after_seq.checked_add(1) else {
                 return Vec::new();
             };
@@ -191,7 +208,12 @@ impl Store for MemoryStore {
     }
 
     async fn pending_count(&self, recipient: &DeviceKey) -> Result<u64, StoreError> {
-        self.read(|state| state.mailboxes.get(recipient).map_or(0, |m| m.len() as u64))
+        self.read(|state| {
+            state
+                .mailboxes
+                .get(recipient)
+                .map_or(0, |m| m.frames.len() as u64)
+        })
     }
 
     async fn recipients(&self) -> Result<Vec<DeviceKey>, StoreError> {
