@@ -70,6 +70,19 @@
 //! Two different pairs share a hash with a probability near 2^-128 per
 //! lookup; such a pair would be taken for a duplicate.
 //!
+//! # Disk faults
+//!
+//! A failed write (a full disk, `ENOSPC` or a quota, is
+//! [`StoreError::DiskFull`]; any other I/O error is
+//! [`StoreError::Unavailable`]) fails every request of its batch and
+//! acknowledges none of them; nothing panics. The redb store then reopens its
+//! file (redb refuses further work on a handle after an I/O error) and writes
+//! succeed again once the disk has room. A [`FaultInjector`] shared through
+//! [`StoreConfig::faults`] simulates a full disk under redb's own error path.
+//! The `real_full_disk_is_reported_as_disk_full` test (in `tests/store_redb.rs`,
+//! ignored by default) fills a real small file system, for example a 2 MiB
+//! tmpfs: `COURIER_SMALL_FS=/mnt/tiny cargo test --test store_redb -- --ignored`.
+//!
 //! # Sequence numbers
 //!
 //! Sequence numbers come from one counter for the whole store: they increase
@@ -85,6 +98,9 @@
 //! - The mailbox quota is checked by the caller ([`Store::pending_count`]
 //!   then [`Store::park`]), so concurrent parks may overshoot it slightly.
 //! - The memory store serialises every operation behind one mutex.
+//! - After a crash, opening the redb file repairs it by walking the whole
+//!   file, so a restart takes longer as the file grows. redb's quick repair
+//!   would make it fast at the price of a second fsync in every commit.
 //! - redb latches an I/O error: after a failed commit the handle refuses
 //!   reads too, and reopening it repairs the file, which needs to write. So
 //!   while the disk stays full, reads of the redb store fail as well; they
