@@ -60,15 +60,16 @@
 //! pairs it recorded, store-wide (1,048,576 by default). A resend is
 //! recognised as long as fewer than that many messages were parked since the
 //! original: at 10,000 messages a second that is about 100 seconds, at 1,000
-//! a second about 17 minutes. A frame that is still parked is recognised
-//! whatever the window, and receivers drop duplicates too. In the redb store
-//! the pairs live in an append-only log keyed by sequence number, so a batch
-//! appends to a few pages and the oldest pairs are deleted as a contiguous
-//! range; an in-memory index of 128-bit keyed hashes (about 32 bytes a pair,
-//! some 32 MiB at the default window) answers the lookups and is rebuilt from
-//! the log when the database opens. The memory store keeps the same hashes.
-//! Two different pairs share a hash with a probability near 2^-128 per
-//! lookup; such a pair would be taken for a duplicate.
+//! a second about 17 minutes. Receivers drop duplicates too, so a resend
+//! after the window costs a second delivery, not a second message.
+//!
+//! In the redb store the pairs live in an append-only log keyed by sequence
+//! number, so a batch appends to a few pages and the oldest pairs are deleted
+//! as a contiguous range; an in-memory index of 128-bit keyed hashes (about
+//! 32 bytes a pair, some 32 MiB at the default window) answers the lookups
+//! and is rebuilt from the log when the database opens. The memory store
+//! keeps the same hashes. Two different pairs share a hash with a probability
+//! near 2^-128 per lookup; such a pair would be taken for a duplicate.
 //!
 //! # Disk faults
 //!
@@ -95,6 +96,11 @@
 //!   heavy load it covers a shorter time. A per-sender guarantee would need a
 //!   per-sender index, which costs pages in every commit (see the benchmark
 //!   notes in `docs/benchmarks.md`).
+//! - Removal has no (sender, id) index: it walks the recipient's mailbox from
+//!   the oldest frame, which finds an ack within the first few frames, but an
+//!   ack for an id that is not parked reads the whole mailbox (bounded by the
+//!   mailbox quota). An index would cost one more B-tree page per parked frame
+//!   in every commit; see `docs/benchmarks.md`.
 //! - The mailbox quota is checked by the caller ([`Store::pending_count`]
 //!   then [`Store::park`]), so concurrent parks may overshoot it slightly.
 //! - The memory store serialises every operation behind one mutex.
@@ -132,10 +138,11 @@ pub trait Store: Send + Sync + 'static {
     /// Parks a batch of sealed frames and returns once they are durable.
     ///
     /// Returns one outcome per frame, in input order. A frame whose
-    /// (sender, id) was recorded by an earlier call, or which is already parked
-    /// for the same recipient, is reported [`ParkOutcome::Duplicate`] and not
+    /// (sender, id) was recorded by an earlier call (within the
+    /// de-duplication window) is reported [`ParkOutcome::Duplicate`] and not
     /// stored again. Frames of one call that share a (sender, id), such as the
-    /// copies of one message for each device of a recipient, are all stored.
+    /// copies of one message for each device of a recipient, are all stored,
+    /// except a second copy for the same recipient, which is a duplicate.
     ///
     /// # Errors
     ///
@@ -170,6 +177,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<StoredFrame>, StoreError>> + Send;
 
     /// Deletes the frame `id` from `sender` parked for `recipient` (delivery ack).
+    ///
+    /// The frame is looked for from the oldest end of the mailbox, where acks
+    /// land since they come in delivery order; if the same (sender, id) is
+    /// parked twice (a resend after the de-duplication window), the older copy
+    /// goes first.
     ///
     /// Returns what was removed, or `None` when nothing was parked under that
     /// key (already removed: the call is idempotent).

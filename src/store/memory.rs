@@ -55,17 +55,10 @@ impl Default for MemoryStore {
     }
 }
 
-/// The frames parked for one device, and their (sender, id) index.
-#[derive(Debug, Default)]
-struct Mailbox {
-    frames: BTreeMap<u64, ParkedFrame>,
-    by_id: HashMap<(DeviceKey, MessageId), u64>,
-}
-
 #[derive(Debug, Default)]
 struct State {
     next_seq: u64,
-    mailboxes: HashMap<DeviceKey, Mailbox>,
+    mailboxes: HashMap<DeviceKey, BTreeMap<u64, ParkedFrame>>,
     /// Keyed hashes of recently seen (sender, id) pairs, oldest first in `seen_order`.
     seen: HashSet<u128>,
     seen_order: VecDeque<u128>,
@@ -87,6 +80,7 @@ impl State {
 
     fn park(&mut self, frames: Vec<ParkedFrame>, window: usize) -> Vec<ParkOutcome> {
         let mut checked: Vec<(u128, bool)> = Vec::new();
+        let mut stored: HashSet<(DeviceKey, u128)> = HashSet::new();
         let mut outcomes = Vec::with_capacity(frames.len());
 
         for frame in frames {
@@ -99,11 +93,7 @@ impl State {
                     seen
                 }
             };
-            let already_parked = self
-                .mailboxes
-                .get(&frame.recipient)
-                .is_some_and(|m| m.by_id.contains_key(&(frame.sender.clone(), frame.id)));
-            if duplicate || already_parked {
+            if duplicate || !stored.insert((frame.recipient.clone(), print)) {
                 outcomes.push(ParkOutcome::Duplicate);
                 continue;
             }
@@ -114,8 +104,7 @@ impl State {
                 Some(mailbox) => mailbox,
                 None => self.mailboxes.entry(frame.recipient.clone()).or_default(),
             };
-            mailbox.by_id.insert((frame.sender.clone(), frame.id), seq);
-            mailbox.frames.insert(seq, frame);
+            mailbox.insert(seq, frame);
             outcomes.push(ParkOutcome::Stored { seq });
         }
 
@@ -139,9 +128,13 @@ impl State {
         id: MessageId,
     ) -> Option<Removed> {
         let mailbox = self.mailboxes.get_mut(recipient)?;
-        let seq = mailbox.by_id.remove(&(sender.clone(), id))?;
-        let frame = mailbox.frames.remove(&seq)?;
-        if mailbox.frames.is_empty() {
+        // Acks come in delivery order, so the frame is near the oldest end.
+        let seq = mailbox
+            .iter()
+            .find(|(_, f)| f.id == id && f.sender == *sender)
+            .map(|(seq, _)| *seq)?;
+        let frame = mailbox.remove(&seq)?;
+        if mailbox.is_empty() {
             self.mailboxes.remove(recipient);
         }
         Some(Removed {
@@ -183,7 +176,6 @@ impl Store for MemoryStore {
             let Some(mailbox) = state.mailboxes.get(recipient) else {
                 return Vec::new();
             };
-            let mailbox = &mailbox.frames;
             let Some(from) = after_seq.checked_add(1) else {
                 return Vec::new();
             };
@@ -208,12 +200,7 @@ impl Store for MemoryStore {
     }
 
     async fn pending_count(&self, recipient: &DeviceKey) -> Result<u64, StoreError> {
-        self.read(|state| {
-            state
-                .mailboxes
-                .get(recipient)
-                .map_or(0, |m| m.frames.len() as u64)
-        })
+        self.read(|state| state.mailboxes.get(recipient).map_or(0, |m| m.len() as u64))
     }
 
     async fn recipients(&self) -> Result<Vec<DeviceKey>, StoreError> {

@@ -3,6 +3,7 @@
 //! Keys are tuples, which redb orders element by element, so every per-device
 //! or per-user listing is a range over a key prefix.
 
+use std::collections::HashSet;
 use std::ops::{Bound, RangeInclusive};
 
 use bytes::Bytes;
@@ -24,7 +25,6 @@ type FrameV = (
     &'static [u8],
     u64,
 );
-type ByIdK = (&'static str, u32, &'static str, u32, [u8; 16]);
 type IdentityV = ([u8; 32], [u8; 32], &'static [u8]);
 type SignedV = (u32, [u8; 32], &'static [u8]);
 type PrekeyK = (&'static str, u32, u32);
@@ -32,8 +32,6 @@ type MemberK = (&'static str, &'static str);
 
 /// Recipient device and sequence number to the frame.
 const FRAMES: TableDefinition<FrameK, FrameV> = TableDefinition::new("frames");
-/// (recipient, sender, id) to the sequence number, for removal on ack.
-const BY_ID: TableDefinition<ByIdK, u64> = TableDefinition::new("frames_by_id");
 /// Recipient device to its number of parked frames (absent when zero).
 const MAILBOXES: TableDefinition<DeviceK, u64> = TableDefinition::new("mailboxes");
 /// Counters.
@@ -96,7 +94,6 @@ type Applied = Result<Result<Response, StoreError>, StoreError>;
 /// Creates every table, so that read transactions never miss one.
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(FRAMES)?;
-    txn.open_table(BY_ID)?;
     txn.open_table(MAILBOXES)?;
     txn.open_table(META)?;
     txn.open_table(DEDUP_LOG)?;
@@ -135,7 +132,6 @@ pub(super) fn apply_all(
 
 struct Writes<'t> {
     frames: Table<'t, FrameK, FrameV>,
-    by_id: Table<'t, ByIdK, u64>,
     mailboxes: Table<'t, DeviceK, u64>,
     meta: Table<'t, &'static str, u64>,
     dedup: DedupWrites<'t>,
@@ -158,7 +154,6 @@ impl<'t> Writes<'t> {
         let next_seq = meta.get(NEXT_SEQ)?.map_or(1, |seq| seq.value());
         Ok(Self {
             frames: txn.open_table(FRAMES)?,
-            by_id: txn.open_table(BY_ID)?,
             mailboxes: txn.open_table(MAILBOXES)?,
             meta,
             dedup: DedupWrites::new(txn.open_table(DEDUP_LOG)?, index, dedup_window),
@@ -226,6 +221,8 @@ impl<'t> Writes<'t> {
     fn park(&mut self, frames: Vec<ParkedFrame>) -> Result<Vec<ParkOutcome>, StoreError> {
         // (sender, id) pairs of this call, with whether an earlier call recorded them.
         let mut checked: Vec<(DeviceKey, MessageId, bool)> = Vec::new();
+        // (recipient, sender, id) of the frames this call stored.
+        let mut stored: HashSet<(&DeviceKey, &DeviceKey, MessageId)> = HashSet::new();
         let mut outcomes = Vec::with_capacity(frames.len());
 
         for frame in &frames {
@@ -243,14 +240,8 @@ impl<'t> Writes<'t> {
                 }
             };
             let recipient = &frame.recipient;
-            let by_id_key = (
-                recipient.user.as_str(),
-                recipient.device,
-                sender.user.as_str(),
-                sender.device,
-                frame.id.0,
-            );
-            if duplicate || self.by_id.get(by_id_key)?.is_some() {
+            let copy = (recipient, sender, frame.id);
+            if duplicate || !stored.insert(copy) {
                 outcomes.push(ParkOutcome::Duplicate);
                 continue;
             }
@@ -266,7 +257,6 @@ impl<'t> Writes<'t> {
                 frame.sent_at_ms,
             );
             self.frames.insert(frame_key, value)?;
-            self.by_id.insert(by_id_key, seq)?;
             self.add_to_mailbox(recipient, 1)?;
             outcomes.push(ParkOutcome::Stored { seq });
         }
@@ -298,21 +288,22 @@ impl<'t> Writes<'t> {
         sender: &DeviceKey,
         id: MessageId,
     ) -> Result<Option<Removed>, StoreError> {
-        let by_id_key = (
-            recipient.user.as_str(),
-            recipient.device,
-            sender.user.as_str(),
-            sender.device,
-            id.0,
-        );
-        let Some(seq) = self.by_id.remove(by_id_key)?.map(|seq| seq.value()) else {
+        // Acks come in delivery order, so the frame is near the oldest end.
+        let user = recipient.user.as_str();
+        let range = (user, recipient.device, 0)..=(user, recipient.device, u64::MAX);
+        let mut found = None;
+        for entry in self.frames.range(range)? {
+            let (key, value) = entry?;
+            let (from, from_device, frame_id, _, _, sent_at_ms) = value.value();
+            if frame_id == id.0 && from_device == sender.device && from == sender.user {
+                found = Some((key.value().2, sent_at_ms));
+                break;
+            }
+        }
+        let Some((seq, sent_at_ms)) = found else {
             return Ok(None);
         };
-        let frame_key = (recipient.user.as_str(), recipient.device, seq);
-        let sent_at_ms = self.frames.remove(frame_key)?.map(|v| v.value().5);
-        let Some(sent_at_ms) = sent_at_ms else {
-            return Ok(None);
-        };
+        self.frames.remove((user, recipient.device, seq))?;
         self.add_to_mailbox(recipient, -1)?;
         Ok(Some(Removed {
             seq,
