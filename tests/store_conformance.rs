@@ -243,6 +243,35 @@ async fn dedup_window_forgets_the_oldest_ids<S: Store>(f: Fixture<S>) {
     }
 }
 
+async fn resend_after_the_window_is_parked_again_and_removed_oldest_first<S: Store>(f: Fixture<S>) {
+    let s = &f.store;
+    let first = stored(
+        &bounded(s.park(vec![frame(&alice(), &bob(1), 1)]))
+            .await
+            .unwrap(),
+    );
+    bounded(s.park(vec![frame(&alice(), &bob(1), 2)]))
+        .await
+        .unwrap();
+    // A window of 1 has forgotten id 1 by now.
+    let again = stored(
+        &bounded(s.park(vec![frame(&alice(), &bob(1), 1)]))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(again.len(), 1);
+    assert_eq!(bounded(s.pending_count(&bob(1))).await.unwrap(), 3);
+
+    let removed = bounded(s.remove(&bob(1), &alice(), id(1))).await.unwrap();
+    assert_eq!(removed.map(|r| r.seq), Some(first[0]));
+    let removed = bounded(s.remove(&bob(1), &alice(), id(1))).await.unwrap();
+    assert_eq!(removed.map(|r| r.seq), Some(again[0]));
+    assert_eq!(
+        bounded(s.remove(&bob(1), &alice(), id(1))).await.unwrap(),
+        None
+    );
+}
+
 async fn identity_binds_once<S: Store>(f: Fixture<S>) {
     let s = &f.store;
     let first = Identity {
@@ -485,6 +514,7 @@ conformance!(
     resend_is_reported_as_duplicate,
     one_call_stores_every_copy_of_a_message,
     dedup_window_forgets_the_oldest_ids(4),
+    resend_after_the_window_is_parked_again_and_removed_oldest_first(1),
     identity_binds_once,
     devices_and_prekeys_are_kept_per_device,
     one_time_prekey_is_handed_out_exactly_once,
