@@ -4,7 +4,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,6 +15,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use tokio::runtime::Runtime;
 
 const BODY: usize = 256;
+
+/// Writes (parks and removes) issued by the current case, for writes per commit.
+static WRITES: AtomicU64 = AtomicU64::new(0);
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -52,6 +55,7 @@ async fn park_concurrently<S: Store>(store: &Arc<S>, concurrency: u64, total: u6
                     let sender = (task % 1024) as u32;
                     let recipient = ((task + i) % 1024) as u32;
                     store.park(vec![frame(sender, recipient)]).await.unwrap();
+                    WRITES.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })
@@ -69,14 +73,18 @@ fn disk_writes() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Prints commits and disk bytes per commit since `before`.
+/// Prints commits, writes per commit and disk bytes per commit since `before`.
 fn report(name: &str, store: &RedbStore, before: Option<u64>) {
     let commits = store.commit_count().max(1);
+    let writes = WRITES.swap(0, Ordering::Relaxed);
     let per_commit = match (before, disk_writes()) {
         (Some(before), Some(after)) => format!("{} KiB", (after - before) / 1024 / commits),
         _ => "unknown".to_owned(),
     };
-    eprintln!("{name}: {commits} commits, {per_commit} written per commit");
+    eprintln!(
+        "{name}: {commits} commits, {:.1} writes and {per_commit} written per commit",
+        writes as f64 / commits as f64
+    );
 }
 
 fn fresh_redb(rt: &Runtime, dir: &tempfile::TempDir, name: &str) -> Arc<RedbStore> {
@@ -94,6 +102,7 @@ fn park_fsync(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for concurrency in [1u64, 16, 256, 1024] {
         let store = fresh_redb(&rt, &dir, &format!("park{concurrency}.redb"));
+        WRITES.store(0, Ordering::Relaxed);
         let before = disk_writes();
         group.bench_with_input(
             BenchmarkId::from_parameter(concurrency),
@@ -124,6 +133,7 @@ async fn park_remove_concurrently<S: Store>(
                     let f = frame((task % 1024) as u32, ((task + i) % 1024) as u32);
                     store.park(vec![f.clone()]).await.unwrap();
                     store.remove(&f.recipient, &f.sender, f.id).await.unwrap();
+                    WRITES.fetch_add(2, Ordering::Relaxed);
                 }
             })
         })
@@ -144,6 +154,7 @@ fn park_remove_fsync(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     for concurrency in [256u64, 1024] {
         let store = fresh_redb(&rt, &dir, &format!("online{concurrency}.redb"));
+        WRITES.store(0, Ordering::Relaxed);
         let before = disk_writes();
         group.bench_with_input(
             BenchmarkId::from_parameter(concurrency),
