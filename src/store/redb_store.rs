@@ -183,7 +183,7 @@ fn commit_batch(cell: &DbCell, batch: Vec<Queued>, dedup_window: usize) {
             metrics::histogram!("courier_store_batch_requests").record(requests_len as f64);
             metrics::histogram!("courier_store_commit_seconds").record(elapsed.as_secs_f64());
             metrics::counter!("courier_store_commits_total").increment(1);
-            tracing::trace!(
+            tracing::debug!(
                 requests = requests_len,
                 frames,
                 micros = elapsed.as_micros() as u64,
