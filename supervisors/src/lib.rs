@@ -52,7 +52,10 @@ mod node;
 mod pid;
 mod process;
 mod registry;
+mod rng;
+mod snapshot;
 mod spawn;
+mod supervisor;
 
 pub use actor::Actor;
 pub use addr::{Addr, CallError, ExitWatch, ReplyTo, SendError, TrySendError};
@@ -63,4 +66,12 @@ pub use node::Node;
 pub use pid::{MonitorRef, Pid};
 pub use process::Envelope;
 pub use registry::RegistryError;
+pub use snapshot::{ChildSnapshot, TreeSnapshot};
 pub use spawn::{DEFAULT_CAPACITY, SpawnError, SpawnOptions};
+pub use supervisor::spec::{
+    AutoShutdown, Backoff, ChildCtx, ChildKind, ChildSpec, DEFAULT_SHUTDOWN, Restart, Shutdown,
+    Start, StartFuture, Strategy, SupervisorSpec,
+};
+pub use supervisor::{
+    ChildCounts, ChildInfo, ChildStatus, Supervisor, SupervisorError, SupervisorRef,
+};

@@ -219,6 +219,30 @@ impl Node {
         self.cell(pid).map(|c| c.mailbox_len())
     }
 
+    /// Ends `pid` from outside its task: aborts the task and notifies
+    /// links and monitors now, for a task that does not stop.
+    pub(crate) fn force_exit(&self, pid: Pid, reason: ExitReason) {
+        if let Some(cell) = self.cell(pid) {
+            cell.force_exit(reason);
+        }
+    }
+
+    /// Spawns a process linked to `parent` (cannot fail: no name).
+    pub(crate) fn spawn_linked<M, F, Fut>(
+        &self,
+        parent: Pid,
+        opts: SpawnOptions,
+        body: F,
+    ) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        let proc = self.create::<M>(&opts);
+        self.start(proc, Some(parent), body)
+    }
+
     pub(crate) fn cell(&self, pid: Pid) -> Option<Arc<dyn Cell>> {
         self.inner.procs.get(&pid).map(|e| e.value().clone())
     }
