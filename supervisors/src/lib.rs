@@ -46,6 +46,7 @@
 mod actor;
 mod addr;
 mod ctx;
+mod dynamic;
 mod exit;
 mod group;
 mod node;
@@ -60,6 +61,7 @@ mod supervisor;
 pub use actor::Actor;
 pub use addr::{Addr, CallError, ExitWatch, ReplyTo, SendError, TrySendError};
 pub use ctx::Ctx;
+pub use dynamic::{DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, StartChildError};
 pub use exit::ExitReason;
 pub use group::GroupError;
 pub use node::Node;

@@ -125,6 +125,10 @@ impl SupervisorRef {
         node.addr::<SupMsg>(pid).map(|addr| Self { addr })
     }
 
+    pub(crate) fn from_addr(addr: Addr<SupMsg>) -> Self {
+        Self { addr }
+    }
+
     /// The supervisor's pid.
     pub fn pid(&self) -> Pid {
         self.addr.pid()

@@ -294,6 +294,32 @@ impl ChildSpec {
         .kind(ChildKind::Supervisor)
     }
 
+    /// A permanent supervisor child running a dynamic supervisor built
+    /// from `spec()` each time it starts; find it with
+    /// [`DynamicSupervisorRef::whereis`](crate::DynamicSupervisorRef::whereis)
+    /// by giving the spec a name.
+    pub fn dynamic<A, F>(id: impl Into<Arc<str>>, spec: F) -> Self
+    where
+        A: Clone + Send + 'static,
+        F: Fn() -> crate::dynamic::DynamicSpec<A> + Send + Sync + 'static,
+    {
+        let spec = Arc::new(spec);
+        Self::new(id, move |ctx: ChildCtx| {
+            let spec = spec();
+            async move {
+                match crate::dynamic::DynamicSupervisor::start_linked(
+                    ctx.node(),
+                    ctx.parent(),
+                    spec,
+                ) {
+                    Ok(sup) => Ok(Start::Started(sup.pid())),
+                    Err(e) => Err(ExitReason::error(e)),
+                }
+            }
+        })
+        .kind(ChildKind::Supervisor)
+    }
+
     /// Sets the restart type.
     pub fn restart(mut self, restart: Restart) -> Self {
         self.restart = restart;
