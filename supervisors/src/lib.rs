@@ -48,6 +48,7 @@ mod addr;
 mod ctx;
 mod dynamic;
 mod exit;
+pub mod fault;
 mod group;
 mod node;
 mod pid;
