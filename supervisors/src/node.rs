@@ -175,6 +175,19 @@ impl Node {
         true
     }
 
+    /// Links `a` and `b` unless `b` already holds the link (the common case
+    /// of a child spawned linked to its supervisor).
+    pub(crate) fn ensure_link(&self, a: Pid, b: Pid) {
+        if let Some(cell_b) = self.cell(b) {
+            let mut linked = false;
+            cell_b.with_core(&mut |c| linked = c.is_linked(a));
+            if linked {
+                return;
+            }
+        }
+        self.link(a, b);
+    }
+
     /// Removes the link between `a` and `b`, if any.
     pub fn unlink(&self, a: Pid, b: Pid) {
         for (x, y) in [(a, b), (b, a)] {

@@ -89,6 +89,14 @@ impl Links {
         }
     }
 
+    fn contains(&self, pid: Pid) -> bool {
+        match self {
+            Self::None => false,
+            Self::One(p) => *p == pid,
+            Self::Many(set) => set.contains(&pid),
+        }
+    }
+
     fn take(&mut self) -> Vec<Pid> {
         match std::mem::take(self) {
             Self::None => Vec::new(),
@@ -230,6 +238,10 @@ impl Core {
 
     pub(crate) fn remove_link(&mut self, pid: Pid) -> bool {
         self.links.remove(pid)
+    }
+
+    pub(crate) fn is_linked(&self, pid: Pid) -> bool {
+        self.links.contains(pid)
     }
 
     /// Applies an exit signal from `from` to the process `me`.
