@@ -44,14 +44,20 @@ fn spawn(c: &mut Criterion) {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let mut senders = Vec::with_capacity(iters as usize);
+                let mut tasks = Vec::with_capacity(iters as usize);
                 let t0 = Instant::now();
                 for _ in 0..iters {
                     let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
-                    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                    tasks.push(tokio::spawn(
+                        async move { while rx.recv().await.is_some() {} },
+                    ));
                     senders.push(tx);
                 }
                 let took = t0.elapsed();
                 drop(senders);
+                for task in tasks {
+                    task.await.unwrap();
+                }
                 took
             })
         });
