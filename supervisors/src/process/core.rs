@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use tokio::sync::oneshot;
-use tokio::task::AbortHandle;
 
 use super::Envelope;
 use crate::exit::ExitReason;
@@ -141,7 +140,6 @@ pub(crate) struct Core {
     pub(crate) exit: Option<ExitReason>,
     pub(crate) recv_waker: Option<Waker>,
     pub(crate) task_waker: Option<Waker>,
-    pub(crate) abort: Option<AbortHandle>,
     links: Links,
     extra: Option<Box<Extra>>,
     wake: bool,
@@ -358,7 +356,6 @@ impl Core {
             links: self.links.take(),
             ..ExitParts::default()
         };
-        self.abort = None;
         parts.wakers.extend(self.recv_waker.take());
         parts.wakers.extend(self.task_waker.take());
         if let Some(extra) = self.extra.take() {
