@@ -30,7 +30,7 @@ use crate::ctx::Ctx;
 use crate::exit::{ExitReason, panic_message};
 use crate::node::Node;
 use crate::pid::{Pid, PidMap};
-use crate::process::Envelope;
+use crate::process::{Cell, Envelope};
 use crate::snapshot::TreeSnapshot;
 use crate::spawn::SpawnOptions;
 use crate::supervisor::shutdown::{stop_all, stop_child};
@@ -217,7 +217,7 @@ impl DynamicSupervisor {
             crate::spawn::SpawnError::NameTaken(n) => SupervisorError::NameTaken(n),
             crate::spawn::SpawnError::Init(r) => SupervisorError::Exited(r),
         })?;
-        let shared = Arc::new(Shared::new(node, reserved.pid(), spec));
+        let shared = Arc::new(Shared::new(node, reserved.cell(), spec));
         let any: Arc<dyn std::any::Any + Send + Sync> = shared.clone();
         node.inner.dynamics.insert(reserved.pid(), any);
         let body_shared = shared.clone();
@@ -429,6 +429,7 @@ struct DynState<A> {
 struct Shared<A> {
     node: Node,
     me: Pid,
+    cell: Arc<dyn Cell>,
     start: DynStartFn<A>,
     restart: Restart,
     shutdown: Shutdown,
@@ -459,10 +460,11 @@ impl<A> Drop for InFlight<'_, A> {
 }
 
 impl<A: Clone + Send + 'static> Shared<A> {
-    fn new(node: &Node, me: Pid, spec: DynamicSpec<A>) -> Self {
+    fn new(node: &Node, cell: Arc<dyn Cell>, spec: DynamicSpec<A>) -> Self {
         Self {
             node: node.clone(),
-            me,
+            me: cell.pid(),
+            cell,
             start: spec.start,
             restart: spec.restart,
             shutdown: spec.shutdown,
@@ -491,7 +493,7 @@ impl<A: Clone + Send + 'static> Shared<A> {
             Err(payload) => Err(ExitReason::Panic(panic_message(&*payload))),
         };
         if let Ok(Start::Started(pid)) = result {
-            self.node.ensure_link(self.me, pid);
+            self.node.ensure_link_from(&self.cell, pid);
         }
         result
     }

@@ -188,6 +188,16 @@ impl Node {
         self.link(a, b);
     }
 
+    /// Like [`ensure_link`](Self::ensure_link) from `a`'s own record,
+    /// without a table lookup when the link exists.
+    pub(crate) fn ensure_link_from(&self, a: &Arc<dyn Cell>, b: Pid) {
+        let mut linked = false;
+        a.with_core(&mut |c| linked = c.is_linked(b));
+        if !linked {
+            self.link(a.pid(), b);
+        }
+    }
+
     /// Removes the link between `a` and `b`, if any.
     pub fn unlink(&self, a: Pid, b: Pid) {
         for (x, y) in [(a, b), (b, a)] {
@@ -467,6 +477,10 @@ pub(crate) struct Reserved<M> {
 impl<M: Send + 'static> Reserved<M> {
     pub(crate) fn pid(&self) -> Pid {
         self.proc.pid()
+    }
+
+    pub(crate) fn cell(&self) -> Arc<dyn Cell> {
+        self.proc.clone()
     }
 }
 
