@@ -487,7 +487,7 @@ impl<A: Clone + Send + 'static> Shared<A> {
     }
 
     async fn run_start(&self, args: A) -> Result<Start, ExitReason> {
-        let fut = (self.start)(args, ChildCtx::new(self.node.clone(), self.me));
+        let fut = (self.start)(args, ChildCtx::new(self.node.clone(), self.cell.clone()));
         let result = match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(result) => result,
             Err(payload) => Err(ExitReason::Panic(panic_message(&*payload))),

@@ -175,21 +175,9 @@ impl Node {
         true
     }
 
-    /// Links `a` and `b` unless `b` already holds the link (the common case
-    /// of a child spawned linked to its supervisor).
-    pub(crate) fn ensure_link(&self, a: Pid, b: Pid) {
-        if let Some(cell_b) = self.cell(b) {
-            let mut linked = false;
-            cell_b.with_core(&mut |c| linked = c.is_linked(a));
-            if linked {
-                return;
-            }
-        }
-        self.link(a, b);
-    }
-
-    /// Like [`ensure_link`](Self::ensure_link) from `a`'s own record,
-    /// without a table lookup when the link exists.
+    /// Links `a` and `b` unless `a` already holds the link (the common
+    /// case of a child spawned linked to its supervisor), checked on `a`'s
+    /// own record without a table lookup.
     pub(crate) fn ensure_link_from(&self, a: &Arc<dyn Cell>, b: Pid) {
         let mut linked = false;
         a.with_core(&mut |c| linked = c.is_linked(b));
@@ -278,20 +266,34 @@ impl Node {
         self.start(reserved.proc, reserved.link, body)
     }
 
-    /// Spawns a process linked to `parent` (cannot fail: no name).
-    pub(crate) fn spawn_linked<M, F, Fut>(
-        &self,
-        parent: Pid,
-        opts: SpawnOptions,
-        body: F,
-    ) -> Addr<M>
+    /// Spawns an unnamed process linked to `parent` (cannot fail).
+    pub(crate) fn spawn_under_plain<M, F, Fut>(&self, parent: &Arc<dyn Cell>, body: F) -> Addr<M>
     where
         M: Send + 'static,
         F: FnOnce(Ctx<M>) -> Fut,
         Fut: Future<Output = ExitReason> + Send + 'static,
     {
+        let opts = SpawnOptions::new().link(parent.pid());
         let proc = self.create::<M>(&opts);
-        self.start(proc, Some(parent), body)
+        self.start_with(proc, Some(parent), opts.link, body)
+    }
+
+    /// Spawns a process linked to `parent`, whose record the caller holds.
+    pub(crate) fn spawn_under<M, F, Fut>(
+        &self,
+        parent: &Arc<dyn Cell>,
+        opts: SpawnOptions,
+        body: F,
+    ) -> Result<Addr<M>, SpawnError>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        let opts = opts.link(parent.pid());
+        let proc = self.create::<M>(&opts);
+        self.prepare(&proc, &opts)?;
+        Ok(self.start_with(proc, Some(parent), opts.link, body))
     }
 
     pub(crate) fn cell(&self, pid: Pid) -> Option<Arc<dyn Cell>> {
@@ -313,6 +315,11 @@ impl Node {
     /// Links `a` to `b`: `a`'s side first, so that if `b` exits meanwhile it
     /// already sees the link and signals `a`.
     pub(crate) fn link_cells(&self, a: &Arc<dyn Cell>, b: Pid) {
+        self.link_pair(a, b, None);
+    }
+
+    /// Links `a` to `b`, using `b_cell` when the caller already holds it.
+    fn link_pair(&self, a: &Arc<dyn Cell>, b: Pid, b_cell: Option<&Arc<dyn Cell>>) {
         let a_pid = a.pid();
         if a_pid == b {
             return;
@@ -323,7 +330,15 @@ impl Node {
             return;
         }
         let mut linked = false;
-        if let Some(cell_b) = self.cell(b) {
+        let looked_up;
+        let b_cell = match b_cell {
+            Some(cell) => Some(cell),
+            None => {
+                looked_up = self.cell(b);
+                looked_up.as_ref()
+            }
+        };
+        if let Some(cell_b) = b_cell {
             cell_b.with_core(&mut |c| linked = c.add_link(a_pid));
         }
         if !linked {
@@ -410,11 +425,27 @@ impl Node {
         F: FnOnce(Ctx<M>) -> Fut,
         Fut: Future<Output = ExitReason> + Send + 'static,
     {
+        self.start_with(proc, None, link, body)
+    }
+
+    /// Starts a process, linking it to `link` (whose record may be given).
+    fn start_with<M, F, Fut>(
+        &self,
+        proc: Arc<Process<M>>,
+        parent_cell: Option<&Arc<dyn Cell>>,
+        link: Option<Pid>,
+        body: F,
+    ) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
         let pid = proc.pid();
         let cell: Arc<dyn Cell> = proc.clone();
         self.inner.procs.insert(pid, cell.clone());
         if let Some(parent) = link {
-            self.link_cells(&cell, parent);
+            self.link_pair(&cell, parent, parent_cell);
         }
         let ctx = Ctx::new(proc.clone(), link);
         let task = ProcessTask::new(proc.clone(), body(ctx));
