@@ -13,7 +13,7 @@ use crate::addr::{Addr, ExitWatch};
 use crate::ctx::Ctx;
 use crate::exit::ExitReason;
 use crate::pid::{IdBuild, MonitorRef, Pid, PidMap};
-use crate::process::{Cell, Process, ProcessTask, Watcher};
+use crate::process::{Cell, ExitCounter, Process, ProcessTask, Watcher};
 use crate::spawn::{SpawnError, SpawnOptions};
 
 /// Hands out node ids so that pids of different nodes never compare equal.
@@ -180,9 +180,27 @@ impl Node {
     /// own record without a table lookup.
     pub(crate) fn ensure_link_from(&self, a: &Arc<dyn Cell>, b: Pid) {
         let mut linked = false;
-        a.with_core(&mut |c| linked = c.is_linked(b));
-        if !linked {
+        let mut untracked = false;
+        a.with_core(&mut |c| {
+            linked = c.is_linked(b);
+            untracked = c.untracked_children;
+        });
+        if linked {
+            return;
+        }
+        if !untracked {
             self.link(a.pid(), b);
+            return;
+        }
+        // Only the child's side records the link: look there.
+        match self.cell(b) {
+            Some(child) => {
+                child.with_core(&mut |c| linked = c.is_linked(a.pid()));
+                if !linked {
+                    self.link_pair(&child, a.pid(), Some(a));
+                }
+            }
+            None => a.with_core(&mut |c| c.signal_exit(a.pid(), b, ExitReason::NoProc, true)),
         }
     }
 
@@ -318,7 +336,8 @@ impl Node {
         self.link_pair(a, b, None);
     }
 
-    /// Links `a` to `b`, using `b_cell` when the caller already holds it.
+    /// Links `a` to `b`, using `b_cell` when the caller already holds it;
+    /// with `b_cell`, `a` is a child spawned under `b`.
     fn link_pair(&self, a: &Arc<dyn Cell>, b: Pid, b_cell: Option<&Arc<dyn Cell>>) {
         let a_pid = a.pid();
         if a_pid == b {
@@ -330,16 +349,13 @@ impl Node {
             return;
         }
         let mut linked = false;
-        let looked_up;
-        let b_cell = match b_cell {
-            Some(cell) => Some(cell),
+        match b_cell {
+            Some(cell_b) => cell_b.with_core(&mut |c| linked = c.add_child_link(a_pid)),
             None => {
-                looked_up = self.cell(b);
-                looked_up.as_ref()
+                if let Some(cell_b) = self.cell(b) {
+                    cell_b.with_core(&mut |c| linked = c.add_link(a_pid));
+                }
             }
-        };
-        if let Some(cell_b) = b_cell {
-            cell_b.with_core(&mut |c| linked = c.add_link(a_pid));
         }
         if !linked {
             a.with_core(&mut |c| c.signal_exit(a_pid, b, ExitReason::NoProc, true));
@@ -371,6 +387,36 @@ impl Node {
         if let Some(cell) = target.and_then(|t| self.cell(t)) {
             cell.with_core(&mut |c| c.remove_watcher(reference));
         }
+    }
+
+    /// Unlinks `pids` from `from` and counts their exits down.
+    pub(crate) fn unlink_and_watch_all(&self, from: Pid, pids: &[Pid]) -> Arc<ExitCounter> {
+        let counter = Arc::new(ExitCounter::new(pids.len()));
+        for &pid in pids {
+            let Some(cell) = self.cell(pid) else {
+                counter.done();
+                continue;
+            };
+            let reference = self.next_ref();
+            let mut added = false;
+            cell.with_core(&mut |c| {
+                c.remove_link(from);
+                added = c
+                    .add_watcher(reference, Watcher::Counter(counter.clone()))
+                    .is_ok();
+            });
+            if !added {
+                counter.done();
+            }
+        }
+        if let Some(cell) = self.cell(from) {
+            cell.with_core(&mut |c| {
+                for &pid in pids {
+                    c.remove_link(pid);
+                }
+            });
+        }
+        counter
     }
 
     pub(crate) fn watch_cell(&self, cell: Arc<dyn Cell>) -> ExitWatch {
@@ -484,6 +530,7 @@ impl Node {
                 Watcher::Channel(tx) => {
                     let _ = tx.send(reason.clone());
                 }
+                Watcher::Counter(counter) => counter.done(),
             }
         }
         for (reference, target) in parts.monitors {

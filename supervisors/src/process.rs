@@ -28,7 +28,7 @@ use crate::exit::ExitReason;
 use crate::node::Node;
 use crate::pid::{MonitorRef, Pid};
 
-pub(crate) use self::core::{Core, ExitParts, Watcher};
+pub(crate) use self::core::{Core, ExitCounter, ExitParts, Watcher};
 pub(crate) use self::task::ProcessTask;
 
 /// What a process receives: an ordinary message or a system notification.
