@@ -182,7 +182,7 @@ impl Node {
         let mut linked = false;
         let mut untracked = false;
         a.with_core(&mut |c| {
-            linked = c.is_linked(b);
+            linked = c.is_linked(b) || (c.untracked_children && c.recent_child == b.raw());
             untracked = c.untracked_children;
         });
         if linked {

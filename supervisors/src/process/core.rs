@@ -174,6 +174,9 @@ pub(crate) struct Core {
     /// process (a dynamic supervisor) tracks its children itself and
     /// signals them when it dies.
     pub(crate) untracked_children: bool,
+    /// With `untracked_children`: the raw pid of the child linked last, so
+    /// that the supervisor can confirm the link without a table lookup.
+    pub(crate) recent_child: u64,
     /// The reason a signal has decided the process must exit with.
     pub(crate) fatal: Option<ExitReason>,
     /// The exit reason, once exited.
@@ -277,6 +280,7 @@ impl Core {
     /// Adds the link from a child spawned under this process.
     pub(crate) fn add_child_link(&mut self, pid: Pid) -> bool {
         if self.untracked_children {
+            self.recent_child = pid.raw();
             return !self.is_exited();
         }
         self.add_link(pid)
