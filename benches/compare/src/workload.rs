@@ -142,7 +142,12 @@ impl Sample {
     /// The line a child process prints for its parent.
     pub(crate) fn encode(&self) -> String {
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
-        format!("sample {} {} {}", self.value, opt(self.first), opt(self.last))
+        format!(
+            "sample {} {} {}",
+            self.value,
+            opt(self.first),
+            opt(self.last)
+        )
     }
 
     /// Parses the line printed by [`Sample::encode`].

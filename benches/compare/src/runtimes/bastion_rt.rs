@@ -130,7 +130,9 @@ async fn spawn(p: Params) -> anyhow::Result<Sample> {
     let _groups = groups(p.processes, &idle(&ready))?;
     ready.done().await;
     let elapsed = start.elapsed();
-    Ok(Sample::single(elapsed.as_nanos() as f64 / p.processes as f64))
+    Ok(Sample::single(
+        elapsed.as_nanos() as f64 / p.processes as f64,
+    ))
 }
 
 /// A group of one element, and that element once it runs.
@@ -201,7 +203,10 @@ async fn restart(p: Params) -> anyhow::Result<Sample> {
             ..Behaviour::new()
         },
     )?;
-    let mut child = addrs.recv().await.ok_or_else(|| anyhow::anyhow!("no child"))?;
+    let mut child = addrs
+        .recv()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no child"))?;
     let mut generation = ping(&child).await?;
     let mut durations = Vec::with_capacity(p.restarts);
     for _ in 0..p.restarts {
@@ -209,7 +214,10 @@ async fn restart(p: Params) -> anyhow::Result<Sample> {
         child
             .tell_anonymously(Panic)
             .map_err(|_| anyhow::anyhow!("child gone before panic"))?;
-        child = addrs.recv().await.ok_or_else(|| anyhow::anyhow!("no restart"))?;
+        child = addrs
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no restart"))?;
         let answered = ping(&child).await?;
         durations.push(start.elapsed());
         anyhow::ensure!(answered > generation, "answer from an old child");
@@ -235,5 +243,7 @@ async fn broadcast(p: Params) -> anyhow::Result<Sample> {
     }
     received.done().await;
     let deliveries = p.members as f64 * p.broadcasts as f64;
-    Ok(Sample::single(start.elapsed().as_nanos() as f64 / deliveries))
+    Ok(Sample::single(
+        start.elapsed().as_nanos() as f64 / deliveries,
+    ))
 }

@@ -18,12 +18,12 @@ enum Msg {
 pub(crate) fn run(workload: Workload, p: Params) -> anyhow::Result<Sample> {
     let rt = tokio_runtime()?;
     match workload {
-        Workload::Memory => drive(&rt, memory(p)),
-        Workload::Spawn => drive(&rt, spawn(p)),
-        Workload::Message => drive(&rt, message(p)),
-        Workload::Call => drive(&rt, call(p)),
-        Workload::Restart => drive(&rt, restart(p)),
-        Workload::Broadcast => drive(&rt, broadcast(p)),
+        Workload::Memory => drive(rt, memory(p)),
+        Workload::Spawn => drive(rt, spawn(p)),
+        Workload::Message => drive(rt, message(p)),
+        Workload::Call => drive(rt, call(p)),
+        Workload::Restart => drive(rt, restart(p)),
+        Workload::Broadcast => drive(rt, broadcast(p)),
     }
 }
 
@@ -80,7 +80,9 @@ async fn spawn(p: Params) -> anyhow::Result<Sample> {
     }
     ready.done_within(HANG).await?;
     let elapsed = start.elapsed();
-    Ok(Sample::single(elapsed.as_nanos() as f64 / p.processes as f64))
+    Ok(Sample::single(
+        elapsed.as_nanos() as f64 / p.processes as f64,
+    ))
 }
 
 async fn message(p: Params) -> anyhow::Result<Sample> {
@@ -140,7 +142,10 @@ async fn respawner(capacity: usize, addrs: mpsc::UnboundedSender<mpsc::Sender<Ms
 async fn restart(p: Params) -> anyhow::Result<Sample> {
     let (addr_tx, mut addr_rx) = mpsc::unbounded_channel();
     tokio::spawn(respawner(p.capacity, addr_tx));
-    let mut child = addr_rx.recv().await.ok_or_else(|| anyhow::anyhow!("no child"))?;
+    let mut child = addr_rx
+        .recv()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no child"))?;
     let mut generation = ping(&child).await?;
     let mut durations = Vec::with_capacity(p.restarts);
     for _ in 0..p.restarts {
@@ -149,7 +154,10 @@ async fn restart(p: Params) -> anyhow::Result<Sample> {
             .send(Msg::Panic)
             .await
             .map_err(|_| anyhow::anyhow!("child gone before panic"))?;
-        child = addr_rx.recv().await.ok_or_else(|| anyhow::anyhow!("no restart"))?;
+        child = addr_rx
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no restart"))?;
         let answered = ping(&child).await?;
         durations.push(start.elapsed());
         anyhow::ensure!(answered > generation, "answer from an old child");
@@ -182,5 +190,7 @@ async fn broadcast(p: Params) -> anyhow::Result<Sample> {
     }
     received.done_within(HANG).await?;
     let deliveries = p.members as f64 * p.broadcasts as f64;
-    Ok(Sample::single(start.elapsed().as_nanos() as f64 / deliveries))
+    Ok(Sample::single(
+        start.elapsed().as_nanos() as f64 / deliveries,
+    ))
 }

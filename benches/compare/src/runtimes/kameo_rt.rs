@@ -18,12 +18,12 @@ use crate::workload::{Params, Sample, Workload};
 pub(crate) fn run(workload: Workload, p: Params) -> anyhow::Result<Sample> {
     let rt = tokio_runtime()?;
     match workload {
-        Workload::Memory => drive(&rt, memory(p)),
-        Workload::Spawn => drive(&rt, spawn(p)),
-        Workload::Message => drive(&rt, message(p)),
-        Workload::Call => drive(&rt, call(p)),
-        Workload::Restart => drive(&rt, restart(p)),
-        Workload::Broadcast => drive(&rt, broadcast(p)),
+        Workload::Memory => drive(rt, memory(p)),
+        Workload::Spawn => drive(rt, spawn(p)),
+        Workload::Message => drive(rt, message(p)),
+        Workload::Call => drive(rt, call(p)),
+        Workload::Restart => drive(rt, restart(p)),
+        Workload::Broadcast => drive(rt, broadcast(p)),
     }
 }
 
@@ -149,7 +149,9 @@ async fn spawn(p: Params) -> anyhow::Result<Sample> {
     }
     ready.done_within(HANG).await?;
     let elapsed = start.elapsed();
-    Ok(Sample::single(elapsed.as_nanos() as f64 / p.processes as f64))
+    Ok(Sample::single(
+        elapsed.as_nanos() as f64 / p.processes as f64,
+    ))
 }
 
 fn server(p: Params, done: Option<(u64, Countdown)>) -> ActorRef<Server> {
@@ -281,5 +283,7 @@ async fn broadcast(p: Params) -> anyhow::Result<Sample> {
     }
     received.done_within(HANG).await?;
     let deliveries = p.members as f64 * p.broadcasts as f64;
-    Ok(Sample::single(start.elapsed().as_nanos() as f64 / deliveries))
+    Ok(Sample::single(
+        start.elapsed().as_nanos() as f64 / deliveries,
+    ))
 }

@@ -22,12 +22,12 @@ enum Msg {
 pub(crate) fn run(workload: Workload, p: Params) -> anyhow::Result<Sample> {
     let rt = tokio_runtime()?;
     match workload {
-        Workload::Memory => drive(&rt, memory(p)),
-        Workload::Spawn => drive(&rt, spawn(p)),
-        Workload::Message => drive(&rt, message(p)),
-        Workload::Call => drive(&rt, call(p)),
-        Workload::Restart => drive(&rt, restart(p)),
-        Workload::Broadcast => drive(&rt, broadcast(p)),
+        Workload::Memory => drive(rt, memory(p)),
+        Workload::Spawn => drive(rt, spawn(p)),
+        Workload::Message => drive(rt, message(p)),
+        Workload::Call => drive(rt, call(p)),
+        Workload::Restart => drive(rt, restart(p)),
+        Workload::Broadcast => drive(rt, broadcast(p)),
     }
 }
 
@@ -54,7 +54,10 @@ async fn serve(mut ctx: Ctx<Msg>, generation: u64, done: Option<(u64, Countdown)
 
 /// A dynamic supervisor whose temporary children report to `ready` once
 /// running, then idle.
-fn idle_supervisor(node: &Node, capacity: usize) -> anyhow::Result<DynamicSupervisorRef<Countdown>> {
+fn idle_supervisor(
+    node: &Node,
+    capacity: usize,
+) -> anyhow::Result<DynamicSupervisorRef<Countdown>> {
     let spec = DynamicSpec::new(move |ready: Countdown, ctx: ChildCtx| async move {
         let opts = ctx.options().capacity(capacity);
         let addr = ctx
@@ -94,10 +97,16 @@ async fn spawn(p: Params) -> anyhow::Result<Sample> {
     }
     ready.done_within(HANG).await?;
     let elapsed = start.elapsed();
-    Ok(Sample::single(elapsed.as_nanos() as f64 / p.processes as f64))
+    Ok(Sample::single(
+        elapsed.as_nanos() as f64 / p.processes as f64,
+    ))
 }
 
-fn spawn_server(node: &Node, p: Params, done: Option<(u64, Countdown)>) -> anyhow::Result<Addr<Msg>> {
+fn spawn_server(
+    node: &Node,
+    p: Params,
+    done: Option<(u64, Countdown)>,
+) -> anyhow::Result<Addr<Msg>> {
     let opts = supervisors::SpawnOptions::new().capacity(p.capacity);
     Ok(node.spawn_with(opts, move |ctx| serve(ctx, 0, done))?)
 }
@@ -155,7 +164,10 @@ async fn restart(p: Params) -> anyhow::Result<Sample> {
         .intensity(intensity, Duration::from_secs(3600))
         .child(child);
     let _sup = Supervisor::start(&node, spec).await?;
-    let mut child = addr_rx.recv().await.ok_or_else(|| anyhow::anyhow!("no child"))?;
+    let mut child = addr_rx
+        .recv()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no child"))?;
     let mut generation = child.call(Msg::Ping, CALL_TIMEOUT).await?;
     let mut durations = Vec::with_capacity(p.restarts);
     for _ in 0..p.restarts {
@@ -164,7 +176,10 @@ async fn restart(p: Params) -> anyhow::Result<Sample> {
             .send(Msg::Panic)
             .await
             .map_err(|_| anyhow::anyhow!("child gone before panic"))?;
-        child = addr_rx.recv().await.ok_or_else(|| anyhow::anyhow!("no restart"))?;
+        child = addr_rx
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no restart"))?;
         let answered = child.call(Msg::Ping, CALL_TIMEOUT).await?;
         durations.push(start.elapsed());
         anyhow::ensure!(answered > generation, "answer from an old child");
@@ -198,9 +213,14 @@ async fn broadcast(p: Params) -> anyhow::Result<Sample> {
     let start = Instant::now();
     for i in 0..p.broadcasts {
         let delivered = node.try_broadcast(GROUP, &i);
-        anyhow::ensure!(delivered == p.members, "broadcast reached {delivered} members");
+        anyhow::ensure!(
+            delivered == p.members,
+            "broadcast reached {delivered} members"
+        );
     }
     received.done_within(HANG).await?;
     let deliveries = p.members as f64 * p.broadcasts as f64;
-    Ok(Sample::single(start.elapsed().as_nanos() as f64 / deliveries))
+    Ok(Sample::single(
+        start.elapsed().as_nanos() as f64 / deliveries,
+    ))
 }
