@@ -96,10 +96,18 @@ fn child(args: &[String]) -> anyhow::Result<()> {
         Params::full()
     };
     quiet_injected_panics();
-    let sample = runtime.run(workload, params)?;
-    println!("{}", sample.encode());
-    // Tearing down 100,000 processes is not part of any measurement.
-    std::process::exit(0);
+    // The parent reads one line; tearing down 100,000 processes is no
+    // part of any measurement, so exit at once.
+    match runtime.run(workload, params) {
+        Ok(sample) => {
+            println!("{}", sample.encode());
+            std::process::exit(0);
+        }
+        Err(e) => {
+            println!("error {e:#}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// The restart workload panics ten thousand times on purpose; printing

@@ -132,3 +132,44 @@ where
 
 /// Generous bound on any wait of the harness: catches hangs only.
 pub(crate) const HANG: Duration = Duration::from_secs(120);
+
+/// Times a long loop in batches and reports the median batch, per
+/// operation: a batch during which another program held the core counts
+/// once, not in proportion to how long it stalled the loop.
+pub(crate) struct Batches {
+    size: u64,
+    done: u64,
+    started: std::time::Instant,
+    per_op: Vec<f64>,
+}
+
+impl Batches {
+    /// Batches of `size` operations, starting now.
+    pub(crate) fn new(size: u64) -> Self {
+        Self {
+            size: size.max(1),
+            done: 0,
+            started: std::time::Instant::now(),
+            per_op: Vec::new(),
+        }
+    }
+
+    /// Counts one operation.
+    pub(crate) fn tick(&mut self) {
+        self.done += 1;
+        if self.done == self.size {
+            let ns = self.started.elapsed().as_nanos() as f64;
+            self.per_op.push(ns / self.size as f64);
+            self.done = 0;
+            self.started = std::time::Instant::now();
+        }
+    }
+
+    /// The median batch, in nanoseconds per operation.
+    pub(crate) fn sample(mut self) -> crate::workload::Sample {
+        crate::workload::Sample::single(median(&mut self.per_op))
+    }
+}
+
+/// Operations per batch in [`Batches`].
+pub(crate) const BATCH: u64 = 1000;

@@ -11,6 +11,9 @@ use crate::measure::median;
 use crate::runtimes::Runtime;
 use crate::workload::{Params, Sample, Workload};
 
+/// How a runtime says that it cannot run a workload.
+pub(crate) const NOT_MEASURED: &str = "not measured";
+
 /// How long one child may run before it counts as hung.
 const CHILD_LIMIT: Duration = Duration::from_secs(600);
 
@@ -93,6 +96,9 @@ fn run_child(runtime: Runtime, workload: Workload, quick: bool) -> anyhow::Resul
     }
     if let Some(mut s) = child.stderr.take() {
         s.read_to_string(&mut err)?;
+    }
+    if let Some(error) = out.lines().find_map(|l| l.strip_prefix("error ")) {
+        anyhow::bail!("{error}");
     }
     let sample = out.lines().find_map(Sample::decode);
     match sample {
@@ -186,6 +192,11 @@ fn rows(params: &Params) -> Vec<(Workload, Pick, String)> {
             "one-way message, one receiver".into(),
         ),
         (Workload::Call, Pick::Value, "call round trip".into()),
+        (
+            Workload::TimedCall,
+            Pick::Value,
+            "call round trip with a timeout".into(),
+        ),
         (Workload::Restart, Pick::Value, "restart, median".into()),
         (
             Workload::Restart,
@@ -229,8 +240,11 @@ fn print_table(results: &Results, options: &Options, params: &Params) {
                     format!("{} ({:.2}x)", format_value(w, v), v / o)
                 }
                 (Some(v), _) => format_value(w, v),
-                (None, _) if results.error(w, r).is_some() => "failed".into(),
-                (None, _) => "-".into(),
+                (None, _) => match results.error(w, r) {
+                    Some(e) if e.starts_with(NOT_MEASURED) => "n/a".into(),
+                    Some(_) => "failed".into(),
+                    None => "-".into(),
+                },
             };
             line.push_str(&format!(" {cell} |"));
         }
@@ -241,7 +255,7 @@ fn print_table(results: &Results, options: &Options, params: &Params) {
     for w in Workload::ALL {
         for &r in &options.runtimes {
             if let Some(e) = results.error(w, r) {
-                println!("{w} on {r} failed: {e}");
+                println!("{w} on {r}: {e}");
             }
         }
     }
@@ -301,7 +315,9 @@ fn format_value(w: Workload, v: f64) -> String {
     match w {
         Workload::Memory => format!("{:.2} KiB", v / 1024.0),
         Workload::Spawn | Workload::Restart => format!("{:.2} µs", v / 1000.0),
-        Workload::Message | Workload::Call | Workload::Broadcast => format!("{v:.0} ns"),
+        Workload::Message | Workload::Call | Workload::TimedCall | Workload::Broadcast => {
+            format!("{v:.0} ns")
+        }
     }
 }
 

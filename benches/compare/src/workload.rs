@@ -12,8 +12,10 @@ pub(crate) enum Workload {
     Spawn,
     /// One-way messages into one receiver.
     Message,
-    /// Request/reply round trip.
+    /// Request/reply round trip, each runtime's cheapest form.
     Call,
+    /// Request/reply round trip with a timeout on every call.
+    TimedCall,
     /// Panic in a child to the restarted child answering.
     Restart,
     /// A broadcast to a group, per delivery.
@@ -22,11 +24,12 @@ pub(crate) enum Workload {
 
 impl Workload {
     /// All workloads, in table order.
-    pub(crate) const ALL: [Workload; 6] = [
+    pub(crate) const ALL: [Workload; 7] = [
         Workload::Memory,
         Workload::Spawn,
         Workload::Message,
         Workload::Call,
+        Workload::TimedCall,
         Workload::Restart,
         Workload::Broadcast,
     ];
@@ -38,6 +41,7 @@ impl Workload {
             Workload::Spawn => "spawn",
             Workload::Message => "message",
             Workload::Call => "call",
+            Workload::TimedCall => "call-timed",
             Workload::Restart => "restart",
             Workload::Broadcast => "broadcast",
         }

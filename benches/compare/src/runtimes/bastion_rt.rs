@@ -16,7 +16,7 @@ use std::time::Instant;
 use bastion::prelude::{Bastion, BastionContext, ChildRef, ChildrenRef, Msg};
 use tokio::sync::mpsc;
 
-use crate::measure::{Countdown, restart_sample, rss_bytes};
+use crate::measure::{BATCH, Batches, Countdown, restart_sample, rss_bytes};
 use crate::workload::{Params, Sample, Workload};
 
 /// Runs one workload on bastion.
@@ -29,6 +29,10 @@ pub(crate) fn run(workload: Workload, p: Params) -> anyhow::Result<Sample> {
             Workload::Spawn => spawn(p).await,
             Workload::Message => message(p).await,
             Workload::Call => call(p).await,
+            Workload::TimedCall => Err(anyhow::anyhow!(
+                "{}: an answer has no timeout of its own",
+                crate::report::NOT_MEASURED
+            )),
             Workload::Restart => restart(p).await,
             Workload::Broadcast => broadcast(p).await,
         }
@@ -183,13 +187,12 @@ async fn ping(child: &ChildRef) -> anyhow::Result<u64> {
 
 async fn call(p: Params) -> anyhow::Result<Sample> {
     let (_group, child) = single(Behaviour::new()).await?;
-    let start = Instant::now();
+    let mut batches = Batches::new(BATCH);
     for _ in 0..p.calls {
         ping(&child).await?;
+        batches.tick();
     }
-    Ok(Sample::single(
-        start.elapsed().as_nanos() as f64 / p.calls as f64,
-    ))
+    Ok(batches.sample())
 }
 
 async fn restart(p: Params) -> anyhow::Result<Sample> {

@@ -4,7 +4,9 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::measure::{Countdown, HANG, drive, restart_sample, rss_bytes, tokio_runtime};
+use crate::measure::{
+    BATCH, Batches, Countdown, HANG, drive, restart_sample, rss_bytes, tokio_runtime,
+};
 use crate::workload::{Params, Sample, Workload};
 
 /// What the floor's processes receive.
@@ -21,7 +23,8 @@ pub(crate) fn run(workload: Workload, p: Params) -> anyhow::Result<Sample> {
         Workload::Memory => drive(rt, memory(p)),
         Workload::Spawn => drive(rt, spawn(p)),
         Workload::Message => drive(rt, message(p)),
-        Workload::Call => drive(rt, call(p)),
+        Workload::Call => drive(rt, call(p, false)),
+        Workload::TimedCall => drive(rt, call(p, true)),
         Workload::Restart => drive(rt, restart(p)),
         Workload::Broadcast => drive(rt, broadcast(p)),
     }
@@ -101,17 +104,23 @@ async fn message(p: Params) -> anyhow::Result<Sample> {
     ))
 }
 
-async fn call(p: Params) -> anyhow::Result<Sample> {
+async fn call(p: Params, timed: bool) -> anyhow::Result<Sample> {
     let (tx, rx) = mpsc::channel(p.capacity);
     tokio::spawn(serve(rx, 0, None));
-    let start = Instant::now();
+    let mut batches = Batches::new(BATCH);
     for _ in 0..p.calls {
-        ping(&tx).await?;
+        if timed {
+            tokio::time::timeout(CALL_TIMEOUT, ping(&tx)).await??;
+        } else {
+            ping(&tx).await?;
+        }
+        batches.tick();
     }
-    Ok(Sample::single(
-        start.elapsed().as_nanos() as f64 / p.calls as f64,
-    ))
+    Ok(batches.sample())
 }
+
+/// The timeout of a timed call; only a hang reaches it.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn ping(tx: &mpsc::Sender<Msg>) -> anyhow::Result<u64> {
     let (reply, answer) = oneshot::channel();

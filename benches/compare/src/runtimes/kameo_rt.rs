@@ -11,7 +11,9 @@ use kameo::mailbox;
 use kameo::message::{Context, Message};
 use kameo::supervision::RestartPolicy;
 
-use crate::measure::{Countdown, HANG, drive, restart_sample, rss_bytes, tokio_runtime};
+use crate::measure::{
+    BATCH, Batches, Countdown, HANG, drive, restart_sample, rss_bytes, tokio_runtime,
+};
 use crate::workload::{Params, Sample, Workload};
 
 /// Runs one workload on kameo.
@@ -21,7 +23,8 @@ pub(crate) fn run(workload: Workload, p: Params) -> anyhow::Result<Sample> {
         Workload::Memory => drive(rt, memory(p)),
         Workload::Spawn => drive(rt, spawn(p)),
         Workload::Message => drive(rt, message(p)),
-        Workload::Call => drive(rt, call(p)),
+        Workload::Call => drive(rt, call(p, false)),
+        Workload::TimedCall => drive(rt, call(p, true)),
         Workload::Restart => drive(rt, restart(p)),
         Workload::Broadcast => drive(rt, broadcast(p)),
     }
@@ -188,16 +191,23 @@ async fn ping(server: &ActorRef<Server>) -> anyhow::Result<u64> {
         .map_err(|e| anyhow::anyhow!("ask failed: {e}"))
 }
 
-async fn call(p: Params) -> anyhow::Result<Sample> {
+async fn call(p: Params, timed: bool) -> anyhow::Result<Sample> {
     let server = server(p, None);
     server.wait_for_startup().await;
-    let start = Instant::now();
+    let mut batches = Batches::new(BATCH);
     for _ in 0..p.calls {
-        ping(&server).await?;
+        if timed {
+            ping(&server).await?;
+        } else {
+            server
+                .ask(Ping)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("ask failed: {e}"))?;
+        }
+        batches.tick();
     }
-    Ok(Sample::single(
-        start.elapsed().as_nanos() as f64 / p.calls as f64,
-    ))
+    Ok(batches.sample())
 }
 
 async fn restart(p: Params) -> anyhow::Result<Sample> {

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent, pg};
 use tokio::sync::mpsc;
 
-use crate::measure::{Countdown, HANG, drive, restart_sample, rss_bytes, tokio_runtime};
+use crate::measure::{
+    BATCH, Batches, Countdown, HANG, drive, restart_sample, rss_bytes, tokio_runtime,
+};
 use crate::workload::{Params, Sample, Workload};
 
 /// Runs one workload on ractor.
@@ -15,7 +17,8 @@ pub(crate) fn run(workload: Workload, p: Params) -> anyhow::Result<Sample> {
         Workload::Memory => drive(rt, memory(p)),
         Workload::Spawn => drive(rt, spawn(p)),
         Workload::Message => drive(rt, message(p)),
-        Workload::Call => drive(rt, call(p)),
+        Workload::Call => drive(rt, call(p, None)),
+        Workload::TimedCall => drive(rt, call(p, Some(CALL_TIMEOUT))),
         Workload::Restart => drive(rt, restart(p)),
         Workload::Broadcast => drive(rt, broadcast(p)),
     }
@@ -175,28 +178,27 @@ async fn message(p: Params) -> anyhow::Result<Sample> {
 /// The timeout of every call; only a hang reaches it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn ping(server: &ActorRef<Msg>) -> anyhow::Result<u64> {
-    match server.call(Msg::Ping, Some(CALL_TIMEOUT)).await {
+async fn ping(server: &ActorRef<Msg>, timeout: Option<Duration>) -> anyhow::Result<u64> {
+    match server.call(Msg::Ping, timeout).await {
         Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
         Ok(_) => anyhow::bail!("call timed out or dropped"),
         Err(_) => anyhow::bail!("server gone"),
     }
 }
 
-async fn call(p: Params) -> anyhow::Result<Sample> {
+async fn call(p: Params, timeout: Option<Duration>) -> anyhow::Result<Sample> {
     let args = ServerArgs {
         generation: 0,
         ready: None,
         done: None,
     };
     let (server, _) = Actor::spawn(None, Server, args).await?;
-    let start = Instant::now();
+    let mut batches = Batches::new(BATCH);
     for _ in 0..p.calls {
-        ping(&server).await?;
+        ping(&server, timeout).await?;
+        batches.tick();
     }
-    Ok(Sample::single(
-        start.elapsed().as_nanos() as f64 / p.calls as f64,
-    ))
+    Ok(batches.sample())
 }
 
 /// A supervisor that restarts its one child whenever it fails and hands
@@ -264,7 +266,7 @@ async fn restart(p: Params) -> anyhow::Result<Sample> {
         .recv()
         .await
         .ok_or_else(|| anyhow::anyhow!("no child"))?;
-    let mut generation = ping(&child).await?;
+    let mut generation = ping(&child, Some(CALL_TIMEOUT)).await?;
     let mut durations = Vec::with_capacity(p.restarts);
     for _ in 0..p.restarts {
         let start = Instant::now();
@@ -275,7 +277,7 @@ async fn restart(p: Params) -> anyhow::Result<Sample> {
             .recv()
             .await
             .ok_or_else(|| anyhow::anyhow!("no restart"))?;
-        let answered = ping(&child).await?;
+        let answered = ping(&child, Some(CALL_TIMEOUT)).await?;
         durations.push(start.elapsed());
         anyhow::ensure!(answered > generation, "answer from an old child");
         generation = answered;
