@@ -173,3 +173,16 @@ impl Batches {
 
 /// Operations per batch in [`Batches`].
 pub(crate) const BATCH: u64 = 1000;
+
+/// Processes per timed batch of the spawn workload.
+pub(crate) const SPAWN_BATCH: usize = 1000;
+
+/// How many batches of [`SPAWN_BATCH`] make up `total` processes.
+pub(crate) fn spawn_batches(total: usize) -> usize {
+    (total / SPAWN_BATCH).max(1)
+}
+
+/// Nanoseconds per operation for `n` operations since `start`.
+pub(crate) fn per_op_ns(start: std::time::Instant, n: usize) -> f64 {
+    start.elapsed().as_nanos() as f64 / n as f64
+}

@@ -16,7 +16,10 @@ use std::time::Instant;
 use bastion::prelude::{Bastion, BastionContext, ChildRef, ChildrenRef, Msg};
 use tokio::sync::mpsc;
 
-use crate::measure::{BATCH, Batches, Countdown, restart_sample, rss_bytes};
+use crate::measure::{
+    BATCH, Batches, Countdown, SPAWN_BATCH, median, per_op_ns, restart_sample, rss_bytes,
+    spawn_batches,
+};
 use crate::workload::{Params, Sample, Workload};
 
 /// Runs one workload on bastion.
@@ -129,14 +132,16 @@ async fn memory(p: Params) -> anyhow::Result<Sample> {
 }
 
 async fn spawn(p: Params) -> anyhow::Result<Sample> {
-    let ready = Countdown::new(p.processes);
-    let start = Instant::now();
-    let _groups = groups(p.processes, &idle(&ready))?;
-    ready.done().await;
-    let elapsed = start.elapsed();
-    Ok(Sample::single(
-        elapsed.as_nanos() as f64 / p.processes as f64,
-    ))
+    let mut held = Vec::with_capacity(p.processes);
+    let mut per_op = Vec::new();
+    for _ in 0..spawn_batches(p.processes) {
+        let ready = Countdown::new(SPAWN_BATCH);
+        let start = Instant::now();
+        held.extend(groups(SPAWN_BATCH, &idle(&ready))?);
+        ready.done().await;
+        per_op.push(per_op_ns(start, SPAWN_BATCH));
+    }
+    Ok(Sample::single(median(&mut per_op)))
 }
 
 /// A group of one element, and that element once it runs.

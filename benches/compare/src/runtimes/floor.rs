@@ -5,7 +5,8 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::measure::{
-    BATCH, Batches, Countdown, HANG, drive, restart_sample, rss_bytes, tokio_runtime,
+    BATCH, Batches, Countdown, HANG, SPAWN_BATCH, drive, median, per_op_ns, restart_sample,
+    rss_bytes, spawn_batches, tokio_runtime,
 };
 use crate::workload::{Params, Sample, Workload};
 
@@ -75,17 +76,18 @@ async fn memory(p: Params) -> anyhow::Result<Sample> {
 }
 
 async fn spawn(p: Params) -> anyhow::Result<Sample> {
-    let ready = Countdown::new(p.processes);
     let mut held = Vec::with_capacity(p.processes);
-    let start = Instant::now();
-    for _ in 0..p.processes {
-        held.push(spawn_idle(&ready, p.capacity));
+    let mut per_op = Vec::new();
+    for _ in 0..spawn_batches(p.processes) {
+        let ready = Countdown::new(SPAWN_BATCH);
+        let start = Instant::now();
+        for _ in 0..SPAWN_BATCH {
+            held.push(spawn_idle(&ready, p.capacity));
+        }
+        ready.done_within(HANG).await?;
+        per_op.push(per_op_ns(start, SPAWN_BATCH));
     }
-    ready.done_within(HANG).await?;
-    let elapsed = start.elapsed();
-    Ok(Sample::single(
-        elapsed.as_nanos() as f64 / p.processes as f64,
-    ))
+    Ok(Sample::single(median(&mut per_op)))
 }
 
 async fn message(p: Params) -> anyhow::Result<Sample> {

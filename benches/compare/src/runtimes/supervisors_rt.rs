@@ -9,7 +9,8 @@ use supervisors::{
 use tokio::sync::mpsc;
 
 use crate::measure::{
-    BATCH, Batches, Countdown, HANG, drive, restart_sample, rss_bytes, tokio_runtime,
+    BATCH, Batches, Countdown, HANG, SPAWN_BATCH, drive, median, per_op_ns, restart_sample,
+    rss_bytes, spawn_batches, tokio_runtime,
 };
 use crate::workload::{Params, Sample, Workload};
 
@@ -92,17 +93,18 @@ async fn memory(p: Params) -> anyhow::Result<Sample> {
 async fn spawn(p: Params) -> anyhow::Result<Sample> {
     let node = Node::new();
     let sup = idle_supervisor(&node, p.capacity)?;
-    let ready = Countdown::new(p.processes);
     let mut held = Vec::with_capacity(p.processes);
-    let start = Instant::now();
-    for _ in 0..p.processes {
-        held.push(sup.start_child(ready.clone()).await?);
+    let mut per_op = Vec::new();
+    for _ in 0..spawn_batches(p.processes) {
+        let ready = Countdown::new(SPAWN_BATCH);
+        let start = Instant::now();
+        for _ in 0..SPAWN_BATCH {
+            held.push(sup.start_child(ready.clone()).await?);
+        }
+        ready.done_within(HANG).await?;
+        per_op.push(per_op_ns(start, SPAWN_BATCH));
     }
-    ready.done_within(HANG).await?;
-    let elapsed = start.elapsed();
-    Ok(Sample::single(
-        elapsed.as_nanos() as f64 / p.processes as f64,
-    ))
+    Ok(Sample::single(median(&mut per_op)))
 }
 
 fn spawn_server(
