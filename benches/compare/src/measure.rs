@@ -93,6 +93,23 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// CPU time all threads of this process have used, in nanoseconds, from
+/// `/proc/self/task/*/schedstat` (threads that already exited are not
+/// counted; none of the runtimes here ends a thread mid-run).
+pub(crate) fn cpu_ns() -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let path = task?.path().join("schedstat");
+        // A thread may end between listing and reading.
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let ns: u64 = stat.split_whitespace().next().unwrap_or("0").parse()?;
+        total += ns;
+    }
+    Ok(total)
+}
+
 /// Restart samples: the median of all, of the first and of the last
 /// `slice` durations, in nanoseconds.
 pub(crate) fn restart_sample(durations: &[Duration], slice: usize) -> crate::workload::Sample {
@@ -102,6 +119,7 @@ pub(crate) fn restart_sample(durations: &[Duration], slice: usize) -> crate::wor
         value: median(&mut ns(durations)),
         first: Some(median(&mut ns(&durations[..slice]))),
         last: Some(median(&mut ns(&durations[durations.len() - slice..]))),
+        cpu: None,
     }
 }
 

@@ -125,12 +125,14 @@ impl Params {
 ///
 /// `value` is bytes per process for memory and nanoseconds per operation
 /// otherwise. Restart runs also report the medians of the first and the
-/// last `restart_slice` restarts.
+/// last `restart_slice` restarts; spawn runs the CPU time all threads of
+/// the process spent per spawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Sample {
     pub(crate) value: f64,
     pub(crate) first: Option<f64>,
     pub(crate) last: Option<f64>,
+    pub(crate) cpu: Option<f64>,
 }
 
 impl Sample {
@@ -140,6 +142,15 @@ impl Sample {
             value,
             first: None,
             last: None,
+            cpu: None,
+        }
+    }
+
+    /// A sample with its CPU time per operation.
+    pub(crate) fn with_cpu(value: f64, cpu: f64) -> Self {
+        Self {
+            cpu: Some(cpu),
+            ..Self::single(value)
         }
     }
 
@@ -147,10 +158,11 @@ impl Sample {
     pub(crate) fn encode(&self) -> String {
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
         format!(
-            "sample {} {} {}",
+            "sample {} {} {} {}",
             self.value,
             opt(self.first),
-            opt(self.last)
+            opt(self.last),
+            opt(self.cpu)
         )
     }
 
@@ -163,6 +175,7 @@ impl Sample {
             value,
             first: opt(parts.next()),
             last: opt(parts.next()),
+            cpu: opt(parts.next()),
         })
     }
 }

@@ -17,7 +17,7 @@ use bastion::prelude::{Bastion, BastionContext, ChildRef, ChildrenRef, Msg};
 use tokio::sync::mpsc;
 
 use crate::measure::{
-    BATCH, Batches, Countdown, SPAWN_BATCH, median, per_op_ns, restart_sample, rss_bytes,
+    BATCH, Batches, Countdown, SPAWN_BATCH, cpu_ns, median, per_op_ns, restart_sample, rss_bytes,
     spawn_batches,
 };
 use crate::workload::{Params, Sample, Workload};
@@ -134,6 +134,7 @@ async fn memory(p: Params) -> anyhow::Result<Sample> {
 async fn spawn(p: Params) -> anyhow::Result<Sample> {
     let mut held = Vec::with_capacity(p.processes);
     let mut per_op = Vec::new();
+    let cpu_start = cpu_ns()?;
     for _ in 0..spawn_batches(p.processes) {
         let ready = Countdown::new(SPAWN_BATCH);
         let start = Instant::now();
@@ -141,7 +142,8 @@ async fn spawn(p: Params) -> anyhow::Result<Sample> {
         ready.done().await;
         per_op.push(per_op_ns(start, SPAWN_BATCH));
     }
-    Ok(Sample::single(median(&mut per_op)))
+    let cpu = (cpu_ns()? - cpu_start) as f64 / p.processes as f64;
+    Ok(Sample::with_cpu(median(&mut per_op), cpu))
 }
 
 /// A group of one element, and that element once it runs.

@@ -12,7 +12,7 @@ use kameo::message::{Context, Message};
 use kameo::supervision::RestartPolicy;
 
 use crate::measure::{
-    BATCH, Batches, Countdown, HANG, SPAWN_BATCH, drive, median, per_op_ns, restart_sample,
+    BATCH, Batches, Countdown, HANG, SPAWN_BATCH, cpu_ns, drive, median, per_op_ns, restart_sample,
     rss_bytes, spawn_batches, tokio_runtime,
 };
 use crate::workload::{Params, Sample, Workload};
@@ -147,6 +147,7 @@ async fn spawn(p: Params) -> anyhow::Result<Sample> {
     let parent = parent().await?;
     let mut held = Vec::with_capacity(p.processes);
     let mut per_op = Vec::new();
+    let cpu_start = cpu_ns()?;
     for _ in 0..spawn_batches(p.processes) {
         let ready = Countdown::new(SPAWN_BATCH);
         let start = Instant::now();
@@ -156,7 +157,8 @@ async fn spawn(p: Params) -> anyhow::Result<Sample> {
         ready.done_within(HANG).await?;
         per_op.push(per_op_ns(start, SPAWN_BATCH));
     }
-    Ok(Sample::single(median(&mut per_op)))
+    let cpu = (cpu_ns()? - cpu_start) as f64 / p.processes as f64;
+    Ok(Sample::with_cpu(median(&mut per_op), cpu))
 }
 
 fn server(p: Params, done: Option<(u64, Countdown)>) -> ActorRef<Server> {
