@@ -25,14 +25,64 @@
 //! body is deleted from the tables in the transaction that handles its
 //! delivery ack; there are no tombstones.
 //!
+//! # Example
+//!
+//! ```
+//! use courier::store::{DeviceKey, MemoryStore, MessageId, ParkedFrame, Store, StoreConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), courier::store::StoreError> {
+//! // `RedbStore::open_spawned(&StoreConfig::new(path))` gives the durable store.
+//! let store = MemoryStore::new(&StoreConfig::memory());
+//! let bob = DeviceKey::new("bob", 1);
+//! let frame = ParkedFrame {
+//!     recipient: bob.clone(),
+//!     sender: DeviceKey::new("alice", 1),
+//!     id: MessageId([7; 16]),
+//!     group: None,
+//!     body: bytes::Bytes::from_static(b"sealed bytes"),
+//!     sent_at_ms: 0,
+//! };
+//! store.park(vec![frame.clone()]).await?;
+//! assert!(store.park(vec![frame.clone()]).await?[0].is_duplicate());
+//!
+//! let pending = store.pending(&bob, 0, 64).await?;
+//! assert_eq!(pending[0].frame, frame);
+//! let removed = store.remove(&bob, &frame.sender, frame.id).await?;
+//! assert_eq!(removed.map(|r| r.sender), Some(frame.sender));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # De-duplication bound
 //!
-//! For each sender device the store remembers the ids of its last
-//! [`StoreConfig::dedup_window`] messages (4,096 by default). A resend is
-//! recognised as long as the sender has parked fewer than that many newer
-//! messages since the original, so the number of messages a client may have
-//! unacknowledged at once must stay below the window. The ids of a frame that
-//! is still parked are always recognised, whatever the window.
+//! The store remembers the last [`StoreConfig::dedup_window`] (sender, id)
+//! pairs it recorded, store-wide (1,048,576 by default). A resend is
+//! recognised as long as fewer than that many messages were parked since the
+//! original: at 10,000 messages a second that is about 100 seconds, at 1,000
+//! a second about 17 minutes. Receivers drop duplicates too, so a resend
+//! after the window costs a second delivery, not a second message.
+//!
+//! In the redb store the pairs live in an append-only log keyed by sequence
+//! number, so a batch appends to a few pages and the oldest pairs are deleted
+//! as a contiguous range; an in-memory index of 128-bit keyed hashes (about
+//! 32 bytes a pair, some 32 MiB at the default window) answers the lookups
+//! and is rebuilt from the log when the database opens. The memory store
+//! keeps the same hashes. Two different pairs share a hash with a probability
+//! near 2^-128 per lookup; such a pair would be taken for a duplicate.
+//!
+//! # Disk faults
+//!
+//! A failed write (a full disk, `ENOSPC` or a quota, is
+//! [`StoreError::DiskFull`]; any other I/O error is
+//! [`StoreError::Unavailable`]) fails every request of its batch and
+//! acknowledges none of them; nothing panics. The redb store then reopens its
+//! file (redb refuses further work on a handle after an I/O error) and writes
+//! succeed again once the disk has room. A [`FaultInjector`] shared through
+//! [`StoreConfig::faults`] simulates a full disk under redb's own error path.
+//! The `real_full_disk_is_reported_as_disk_full` test (in `tests/store_redb.rs`,
+//! ignored by default) fills a real small file system, for example a 2 MiB
+//! tmpfs: `COURIER_SMALL_FS=/mnt/tiny cargo test --test store_redb -- --ignored`.
 //!
 //! # Sequence numbers
 //!
@@ -42,13 +92,25 @@
 //!
 //! # Limitations
 //!
-//! - Ids older than the de-duplication window are forgotten by count only;
-//!   there is no age-based expiry, so the table grows with the number of
-//!   distinct sender devices (times the window). Expiring by age would need a
-//!   second, time-ordered index.
+//! - The de-duplication window is a count of messages, not an age: under a
+//!   heavy load it covers a shorter time. A per-sender guarantee would need a
+//!   per-sender index, which costs pages in every commit (see the benchmark
+//!   notes in `docs/benchmarks.md`).
+//! - Removal has no (sender, id) index: it walks the recipient's mailbox from
+//!   the oldest frame, which finds an ack within the first few frames, but an
+//!   ack for an id that is not parked reads the whole mailbox (bounded by the
+//!   mailbox quota). An index would cost one more B-tree page per parked frame
+//!   in every commit; see `docs/benchmarks.md`.
 //! - The mailbox quota is checked by the caller ([`Store::pending_count`]
 //!   then [`Store::park`]), so concurrent parks may overshoot it slightly.
 //! - The memory store serialises every operation behind one mutex.
+//! - After a crash, opening the redb file repairs it by walking the whole
+//!   file, so a restart takes longer as the file grows. redb's quick repair
+//!   would make it fast at the price of a second fsync in every commit.
+//! - redb latches an I/O error: after a failed commit the handle refuses
+//!   reads too, and reopening it repairs the file, which needs to write. So
+//!   while the disk stays full, reads of the redb store fail as well; they
+//!   work again as soon as a write can succeed.
 
 mod any;
 mod error;
@@ -76,10 +138,11 @@ pub trait Store: Send + Sync + 'static {
     /// Parks a batch of sealed frames and returns once they are durable.
     ///
     /// Returns one outcome per frame, in input order. A frame whose
-    /// (sender, id) was recorded by an earlier call, or which is already parked
-    /// for the same recipient, is reported [`ParkOutcome::Duplicate`] and not
+    /// (sender, id) was recorded by an earlier call (within the
+    /// de-duplication window) is reported [`ParkOutcome::Duplicate`] and not
     /// stored again. Frames of one call that share a (sender, id), such as the
-    /// copies of one message for each device of a recipient, are all stored.
+    /// copies of one message for each device of a recipient, are all stored,
+    /// except a second copy for the same recipient, which is a duplicate.
     ///
     /// # Errors
     ///
@@ -114,6 +177,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<StoredFrame>, StoreError>> + Send;
 
     /// Deletes the frame `id` from `sender` parked for `recipient` (delivery ack).
+    ///
+    /// The frame is looked for from the oldest end of the mailbox, where acks
+    /// land since they come in delivery order; if the same (sender, id) is
+    /// parked twice (a resend after the de-duplication window), the older copy
+    /// goes first.
     ///
     /// Returns what was removed, or `None` when nothing was parked under that
     /// key (already removed: the call is idempotent).

@@ -240,3 +240,39 @@ fn public_types_are_send_and_sync() {
     check::<courier::crypto::GroupSender>();
     check::<courier::crypto::GroupReceiver>();
 }
+
+#[test]
+fn identity_and_prekeys_survive_persistence() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let (alice, bob, prekeys) = devices(&mut rng);
+    let bob: IdentityKeyPair = rmp_serde::from_slice(&rmp_serde::to_vec(&bob).unwrap()).unwrap();
+    let mut prekeys: PrekeySecrets =
+        rmp_serde::from_slice(&rmp_serde::to_vec(&prekeys).unwrap()).unwrap();
+    let bundle = prekeys.bundle(&bob.public()).unwrap();
+    let (_, first) = Session::initiate(&mut rng, &alice, &bundle, b"kept").unwrap();
+    let (_, text) = Session::accept(&mut rng, &bob, &mut prekeys, &first).unwrap();
+    assert_eq!(text, b"kept");
+}
+
+#[test]
+fn low_order_keys_in_messages_are_refused() {
+    let mut p = pair(14);
+    // A ratchet message whose ratchet key is the all-zero (low-order) point.
+    let mut m = p.bob.seal(b"x").unwrap();
+    m[2..34].fill(0);
+    assert_eq!(
+        p.alice.open_with_rng(&mut p.rng, &m),
+        Err(OpenError::NonContributory)
+    );
+
+    // An initial message whose ephemeral key is the all-zero point.
+    let mut rng = StdRng::seed_from_u64(15);
+    let (alice, bob, mut prekeys) = devices(&mut rng);
+    let bundle = prekeys.bundle(&bob.public()).unwrap();
+    let (_, mut first) = Session::initiate(&mut rng, &alice, &bundle, b"x").unwrap();
+    first[131..163].fill(0);
+    assert_eq!(
+        Session::accept(&mut rng, &bob, &mut prekeys, &first).unwrap_err(),
+        OpenError::Handshake(X3dhError::NonContributory)
+    );
+}

@@ -135,3 +135,24 @@ fn garbage_payload_is_malformed() {
     assert!(matches!(err, FrameError::Malformed(_)), "{err:?}");
     assert!(buf.is_empty(), "the bad frame is consumed");
 }
+
+#[test]
+fn codecs_and_frames_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<ServerCodec>();
+    assert_send_sync::<ClientCodec>();
+    assert_send_sync::<ClientFrame>();
+    assert_send_sync::<ServerFrame>();
+    assert_send_sync::<FrameError>();
+}
+
+#[test]
+fn request_ids_name_sends_and_media_transfers() {
+    assert_eq!(send_direct().request_id(), Some(MessageId([7; 16])));
+    let download = ClientFrame::MediaDownload(courier::protocol::MediaDownload {
+        media: courier::protocol::MediaId([3; 16]),
+        offset: 0,
+    });
+    assert_eq!(download.request_id(), Some(MessageId([3; 16])));
+    assert_eq!(ClientFrame::Ping(Ping { nonce: 1 }).request_id(), None);
+}

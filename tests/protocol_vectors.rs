@@ -1,8 +1,9 @@
 //! Checks the codec against `tests/vectors/frames.json`: every frame kind
 //! with fixed contents, its JSON form and its exact bytes on the wire.
 //!
-//! `COURIER_WRITE_VECTORS=1 cargo test --test protocol_vectors` rewrites the
-//! file (and the fuzz seed corpus) from the frames below; review the diff.
+//! `COURIER_WRITE_VECTORS=1 cargo test --test protocol_vectors -- --test-threads=1`
+//! rewrites the file (and the fuzz seed corpus) from the frames below;
+//! review the diff.
 
 #![allow(clippy::unwrap_used)]
 
@@ -278,6 +279,7 @@ fn sample_frames() -> (Named<ClientFrame>, Named<ServerFrame>) {
         (
             "upload_prekeys",
             UploadPrekeys {
+                id: message_id(),
                 signed_prekey: signed_prekey(),
                 one_time: vec![one_time_prekey(1), one_time_prekey(2)],
             }

@@ -217,26 +217,59 @@ async fn one_call_stores_every_copy_of_a_message<S: Store>(f: Fixture<S>) {
 
 async fn dedup_window_forgets_the_oldest_ids<S: Store>(f: Fixture<S>) {
     let s = &f.store;
+    // Two senders share the store-wide window.
+    let sender = |n: u8| if n % 2 == 1 { alice() } else { bob(2) };
     for n in 1..=6 {
-        bounded(s.park(vec![frame(&alice(), &bob(1), n)]))
+        bounded(s.park(vec![frame(&sender(n), &bob(1), n)]))
             .await
             .unwrap();
-        bounded(s.remove(&bob(1), &alice(), id(n)))
+        bounded(s.remove(&bob(1), &sender(n), id(n)))
             .await
             .unwrap()
             .unwrap();
     }
     // Window of 4: ids 3..=6 are remembered, 1 and 2 are forgotten.
     for n in 3..=6 {
-        let again = bounded(s.park(vec![frame(&alice(), &bob(1), n)]))
+        let again = bounded(s.park(vec![frame(&sender(n), &bob(1), n)]))
             .await
             .unwrap();
         assert!(again[0].is_duplicate(), "id {n} should be remembered");
     }
-    let old = bounded(s.park(vec![frame(&alice(), &bob(1), 1)]))
+    for n in 1..=2 {
+        let old = bounded(s.park(vec![frame(&sender(n), &bob(1), n)]))
+            .await
+            .unwrap();
+        assert!(!old[0].is_duplicate(), "id {n} should be forgotten");
+    }
+}
+
+async fn resend_after_the_window_is_parked_again_and_removed_oldest_first<S: Store>(f: Fixture<S>) {
+    let s = &f.store;
+    let first = stored(
+        &bounded(s.park(vec![frame(&alice(), &bob(1), 1)]))
+            .await
+            .unwrap(),
+    );
+    bounded(s.park(vec![frame(&alice(), &bob(1), 2)]))
         .await
         .unwrap();
-    assert!(!old[0].is_duplicate());
+    // A window of 1 has forgotten id 1 by now.
+    let again = stored(
+        &bounded(s.park(vec![frame(&alice(), &bob(1), 1)]))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(again.len(), 1);
+    assert_eq!(bounded(s.pending_count(&bob(1))).await.unwrap(), 3);
+
+    let removed = bounded(s.remove(&bob(1), &alice(), id(1))).await.unwrap();
+    assert_eq!(removed.map(|r| r.seq), Some(first[0]));
+    let removed = bounded(s.remove(&bob(1), &alice(), id(1))).await.unwrap();
+    assert_eq!(removed.map(|r| r.seq), Some(again[0]));
+    assert_eq!(
+        bounded(s.remove(&bob(1), &alice(), id(1))).await.unwrap(),
+        None
+    );
 }
 
 async fn identity_binds_once<S: Store>(f: Fixture<S>) {
@@ -481,6 +514,7 @@ conformance!(
     resend_is_reported_as_duplicate,
     one_call_stores_every_copy_of_a_message,
     dedup_window_forgets_the_oldest_ids(4),
+    resend_after_the_window_is_parked_again_and_removed_oldest_first(1),
     identity_binds_once,
     devices_and_prekeys_are_kept_per_device,
     one_time_prekey_is_handed_out_exactly_once,

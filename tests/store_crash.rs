@@ -63,18 +63,22 @@ async fn acknowledged_frames_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.redb");
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "crash_child_parks_until_killed",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let args = [
+        "--exact",
+        "crash_child_parks_until_killed",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let mut guard = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args(args)
+            .env(CHILD_ENV, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut guard.0;
 
     // Read acknowledgements on a thread so a hung child cannot hang the test.
     let stdout = child.stdout.take().unwrap();
@@ -137,6 +141,16 @@ async fn acknowledged_frames_survive_sigkill() {
     for (sender, n) in acked.keys().take(50) {
         let again = store.park(vec![frame(*sender, *n)]).await.unwrap();
         assert!(again[0].is_duplicate());
+    }
+}
+
+/// Kills the child if the test fails before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

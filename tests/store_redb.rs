@@ -227,3 +227,50 @@ async fn any_store_opens_the_configured_mode() {
         1
     );
 }
+
+/// Fills a real, small file system until it reports ENOSPC. Run it with a
+/// directory on one, for example a 2 MiB tmpfs:
+/// `COURIER_SMALL_FS=/mnt/tiny cargo test --test store_redb`. `.ci/run`
+/// mounts such a file system when it may; without one the test says it
+/// was skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_full_disk_is_reported_as_disk_full() {
+    let Ok(root) = std::env::var("COURIER_SMALL_FS") else {
+        eprintln!("skipped: set COURIER_SMALL_FS to a directory on a small file system");
+        return;
+    };
+    let dir = tempfile::tempdir_in(root).unwrap();
+    let filler = dir.path().join("filler");
+    std::fs::write(&filler, vec![0; 512 * 1024]).unwrap();
+    let config = StoreConfig::new(dir.path().join("db"));
+    let bob = DeviceKey::new("bob", 1);
+
+    let (store, writer) = RedbStore::open(&config).unwrap();
+    let writer = tokio::spawn(writer.run());
+    let mut acked = 0;
+    let error = loop {
+        let mut big = frame(1, acked);
+        big.body = Bytes::from(vec![7; 16 * 1024]);
+        match bounded(store.park(vec![big])).await {
+            Ok(_) => acked += 1,
+            Err(error) => break error,
+        }
+        assert!(acked < 100_000, "the file system never filled up");
+    };
+    assert_eq!(error, StoreError::DiskFull);
+    // A small frame may still fit; if not, the error is again retryable.
+    let small = bounded(store.park(vec![frame(2, 0)])).await;
+    if let Err(error) = &small {
+        assert!(error.is_retryable(), "{error:?}");
+    }
+    drop(store);
+    bounded(writer).await.unwrap().unwrap();
+
+    // Free room, as an operator would, and every acknowledged frame is there.
+    std::fs::remove_file(&filler).unwrap();
+    let store = RedbStore::open_spawned(&config).unwrap();
+    let all = bounded(store.pending(&bob, 0, usize::MAX)).await.unwrap();
+    let expected = acked as usize + usize::from(small.is_ok());
+    assert_eq!(all.len(), expected);
+    bounded(store.park(vec![frame(2, 1)])).await.unwrap();
+}

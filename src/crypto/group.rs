@@ -76,8 +76,9 @@ pub enum GroupError {
     },
 }
 
-/// This device's sender key in one group. Zeroized on drop.
-#[derive(Clone, Serialize, Deserialize)]
+/// This device's sender key in one group. Zeroized on drop. Not `Clone`:
+/// two copies sealing would reuse message keys.
+#[derive(Serialize, Deserialize)]
 pub struct GroupSender {
     key_id: u32,
     chain: Chain,

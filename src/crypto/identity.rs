@@ -96,6 +96,8 @@ impl fmt::Debug for DeviceIdentity {
 pub struct IdentityKeyPair {
     signing: SigningKey,
     agreement: Key32,
+    #[serde(with = "byte_array")]
+    agreement_public: [u8; 32],
     agreement_signature: Signature,
 }
 
@@ -114,11 +116,12 @@ impl IdentityKeyPair {
     pub fn from_secret_bytes(signing_seed: &[u8; 32], agreement_secret: &[u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(signing_seed);
         let agreement = Key32(*agreement_secret);
-        let public = x25519_public(&agreement);
-        let agreement_signature = sign_context(&signing, SIG_IDENTITY, &public);
+        let agreement_public = x25519_public(&agreement);
+        let agreement_signature = sign_context(&signing, SIG_IDENTITY, &agreement_public);
         Self {
             signing,
             agreement,
+            agreement_public,
             agreement_signature,
         }
     }
@@ -127,7 +130,7 @@ impl IdentityKeyPair {
     pub fn public(&self) -> DeviceIdentity {
         DeviceIdentity {
             signing_key: self.signing.verifying_key().to_bytes(),
-            agreement_key: x25519_public(&self.agreement),
+            agreement_key: self.agreement_public,
             agreement_signature: self.agreement_signature.to_bytes(),
         }
     }

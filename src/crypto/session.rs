@@ -48,8 +48,9 @@ impl EnvelopeKind {
 /// persist the session (it implements `Serialize`) after every `seal` and
 /// before the bytes leave the device, so a restored session never seals
 /// twice under one message key. Restoring a snapshot taken *before* a seal
-/// whose ciphertext was sent would reuse that key; never do that.
-#[derive(Clone, Serialize, Deserialize)]
+/// whose ciphertext was sent would reuse that key; never do that. For the
+/// same reason `Session` is not `Clone`: two copies sealing would reuse keys.
+#[derive(Serialize, Deserialize)]
 pub struct Session {
     #[serde(with = "byte_array")]
     associated_data: [u8; 128],

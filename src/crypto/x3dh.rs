@@ -399,7 +399,7 @@ fn derive(
     initiator: &DeviceIdentity,
     responder: &DeviceIdentity,
 ) -> X3dhOutput {
-    let mut ikm = Key128::default();
+    let mut ikm = IkmBuffer::default();
     ikm.bytes[..32].fill(0xff);
     let mut len = 32;
     for part in dhs.iter().copied().chain(dh4) {
@@ -434,11 +434,11 @@ pub(crate) fn random_key<R: CryptoRng + ?Sized>(rng: &mut R) -> Key32 {
 
 /// Scratch space for the X3DH input keying material, zeroized on drop.
 #[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-struct Key128 {
+struct IkmBuffer {
     bytes: [u8; 160],
 }
 
-impl Default for Key128 {
+impl Default for IkmBuffer {
     fn default() -> Self {
         Self { bytes: [0; 160] }
     }

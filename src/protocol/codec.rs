@@ -5,8 +5,9 @@ use std::io;
 use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut, BytesMut};
+use serde::Deserialize;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::frame::{ClientFrame, ServerFrame};
@@ -44,11 +45,8 @@ pub enum FrameError {
     #[error("frame nests deeper than the limit")]
     TooDeep,
     /// The payload holds bytes after the frame's MessagePack value.
-    #[error("{extra} bytes after the frame value")]
-    TrailingBytes {
-        /// How many.
-        extra: usize,
-    },
+    #[error("bytes after the frame value")]
+    TrailingBytes,
     /// The payload is not MessagePack, or does not match the frame schema.
     #[error("malformed frame: {0}")]
     Malformed(String),
@@ -245,18 +243,21 @@ impl<In, Out: Serialize> Encoder<&Out> for FrameCodec<In, Out> {
 }
 
 fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let mut rest = payload;
-    let mut de = rmp_serde::Deserializer::new(&mut rest);
+    let mut de = rmp_serde::Deserializer::from_read_ref(payload);
     // rmp-serde fails when its counter reaches zero, so one more than the
     // number of levels allowed.
     de.set_max_depth(MAX_NESTING_DEPTH + 1);
     let value = T::deserialize(&mut de).map_err(decode_error)?;
-    drop(de);
 
-    if rest.is_empty() {
-        Ok(value)
-    } else {
-        Err(FrameError::TrailingBytes { extra: rest.len() })
+    // The reader does not expose its position: probe for a second value,
+    // which must fail at the very first marker for lack of input.
+    match IgnoredAny::deserialize(&mut de) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(error))
+            if error.kind() == io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(value)
+        }
+        _ => Err(FrameError::TrailingBytes),
     }
 }
 

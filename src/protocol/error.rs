@@ -213,10 +213,9 @@ impl FrameError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::TooLarge { .. } => ErrorCode::FrameTooLarge,
-            Self::Truncated { .. }
-            | Self::TooDeep
-            | Self::TrailingBytes { .. }
-            | Self::Malformed(_) => ErrorCode::MalformedFrame,
+            Self::Truncated { .. } | Self::TooDeep | Self::TrailingBytes | Self::Malformed(_) => {
+                ErrorCode::MalformedFrame
+            }
             Self::Encode(_) | Self::Io { .. } => ErrorCode::InternalError,
         }
     }

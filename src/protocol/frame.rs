@@ -1,5 +1,5 @@
 //! The two frame enums, one per direction, and their wire shape
-//! `[kind, [fields...]]` (`docs/protocol.md`, sections 3 and 4).
+//! `[kind, [fields...]]` (`docs/protocol.md`, sections 3.3 and 4).
 
 use std::fmt;
 
@@ -15,6 +15,7 @@ use super::groups::{
     AddMembers, CreateGroup, GroupChanged, GroupInfo, LeaveGroup, QueryGroup, RemoveMembers,
 };
 use super::handshake::{ClientHello, ServerHello, Welcome};
+use super::ids::MessageId;
 use super::media::{
     MediaChunk, MediaDownload, MediaStored, MediaUploadBegin, MediaUploadChunk, MediaUploadFinish,
 };
@@ -200,5 +201,36 @@ frames! {
         Presence(Presence) = 0x68,
         /// Someone is typing.
         TypingNotice(TypingNotice) = 0x69,
+    }
+}
+
+impl ClientFrame {
+    /// The id an `Accepted` or `Error` answering this frame carries
+    /// (`docs/protocol.md`, 4.1): the request id of a send, group change or
+    /// query, the media id's bytes for a media frame, `None` otherwise.
+    pub fn request_id(&self) -> Option<MessageId> {
+        match self {
+            Self::SendDirect(SendDirect { id, .. })
+            | Self::SendToUser(SendToUser { id, .. })
+            | Self::SendToGroup(SendToGroup { id, .. })
+            | Self::UploadPrekeys(UploadPrekeys { id, .. })
+            | Self::RequestBundle(RequestBundle { id, .. })
+            | Self::CreateGroup(CreateGroup { id, .. })
+            | Self::AddMembers(AddMembers { id, .. })
+            | Self::RemoveMembers(RemoveMembers { id, .. })
+            | Self::LeaveGroup(LeaveGroup { id, .. })
+            | Self::QueryGroup(QueryGroup { id, .. }) => Some(*id),
+            Self::MediaUploadBegin(MediaUploadBegin { media, .. })
+            | Self::MediaUploadChunk(MediaUploadChunk { media, .. })
+            | Self::MediaUploadFinish(MediaUploadFinish { media })
+            | Self::MediaDownload(MediaDownload { media, .. }) => Some((*media).into()),
+            Self::ClientHello(_)
+            | Self::Ping(_)
+            | Self::Pong(_)
+            | Self::DeliveryAck(_)
+            | Self::SubscribePresence(_)
+            | Self::UpdatePresence(_)
+            | Self::Typing(_) => None,
+        }
     }
 }

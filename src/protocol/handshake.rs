@@ -1,6 +1,6 @@
 //! The first frames of a connection: `ServerHello`, `ClientHello` and
 //! `Welcome`, the server's limits, and the authentication transcript
-//! (`docs/protocol.md`, sections 1, 4.2 and 5).
+//! (`docs/protocol.md`, sections 1, 4.2 and 5.2).
 
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,34 @@ impl Default for Limits {
             idle_timeout_ms: 90_000,
         }
     }
+}
+
+/// Defines `Limits::with_<field>` setters, one per field.
+macro_rules! limit_setters {
+    ($($setter:ident => $field:ident: $ty:ty),* $(,)?) => {
+        impl Limits {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "`.")]
+                #[must_use]
+                pub fn $setter(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+limit_setters! {
+    with_max_frame_bytes => max_frame_bytes: u32,
+    with_messages_per_second => messages_per_second: u32,
+    with_max_group_size => max_group_size: u32,
+    with_max_media_bytes => max_media_bytes: u64,
+    with_max_media_chunk_bytes => max_media_chunk_bytes: u32,
+    with_max_one_time_prekeys => max_one_time_prekeys: u32,
+    with_max_devices_per_user => max_devices_per_user: u32,
+    with_handshake_timeout_ms => handshake_timeout_ms: u32,
+    with_idle_timeout_ms => idle_timeout_ms: u32,
 }
 
 /// The default largest frame payload: 256 KiB.

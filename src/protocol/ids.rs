@@ -1,5 +1,5 @@
 //! Addressing types: user names, device ids and the 16-byte ids that clients
-//! make for messages, groups and media (`docs/protocol.md`, section 4.1).
+//! make for messages, groups and media (`docs/protocol.md`, section 3.2).
 
 use std::fmt;
 use std::str::FromStr;

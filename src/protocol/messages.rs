@@ -1,6 +1,6 @@
 //! Sealed messages: the three kinds of send, the server's acceptance,
 //! delivery, the receiver's ack and the sender's receipt
-//! (`docs/protocol.md`, sections 4.3 and 5).
+//! (`docs/protocol.md`, sections 4.3 and 5.3).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -8,8 +8,11 @@ use super::ids::{MessageId, UserName};
 
 /// Client: publish a signed prekey and a batch of one-time prekeys. The
 /// signed prekey replaces the previous one; one-time prekeys are added.
+/// Answered with `Accepted` or `Error`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadPrekeys {
+    /// Client-made request id.
+    pub id: MessageId,
     /// The current signed prekey.
     pub signed_prekey: SignedPrekey,
     /// New one-time prekeys.

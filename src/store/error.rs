@@ -120,3 +120,39 @@ impl FaultInjector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_space_left_maps_to_disk_full() {
+        let enospc = io::Error::from_raw_os_error(28);
+        assert_eq!(StoreError::from_io(&enospc), StoreError::DiskFull);
+        let quota = io::Error::from(io::ErrorKind::QuotaExceeded);
+        assert_eq!(StoreError::from_io(&quota), StoreError::DiskFull);
+        let redb = redb::Error::Io(io::Error::from_raw_os_error(28));
+        assert_eq!(StoreError::from(redb), StoreError::DiskFull);
+    }
+
+    #[test]
+    fn other_io_errors_map_to_unavailable() {
+        let eio = io::Error::from_raw_os_error(5);
+        assert!(matches!(
+            StoreError::from_io(&eio),
+            StoreError::Unavailable(_)
+        ));
+        assert!(StoreError::from_io(&eio).is_retryable());
+        let previous = StoreError::from(redb::Error::PreviousIo);
+        assert!(matches!(previous, StoreError::Unavailable(_)));
+    }
+
+    #[test]
+    fn injected_fault_looks_like_a_full_disk() {
+        let faults = FaultInjector::new();
+        assert!(faults.check_write().is_ok());
+        faults.clone().set_disk_full(true);
+        let error = faults.check_write().unwrap_err();
+        assert_eq!(StoreError::from_io(&error), StoreError::DiskFull);
+    }
+}

@@ -1,6 +1,7 @@
 //! The lossy in-memory store ([`Durability::Memory`](super::Durability::Memory)).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -54,14 +55,14 @@ impl Default for MemoryStore {
     }
 }
 
-type PairKey = (DeviceKey, MessageId);
-
 #[derive(Debug, Default)]
 struct State {
     next_seq: u64,
     mailboxes: HashMap<DeviceKey, BTreeMap<u64, ParkedFrame>>,
-    by_id: HashMap<(DeviceKey, DeviceKey, MessageId), u64>,
-    seen: HashMap<DeviceKey, SeenIds>,
+    /// Keyed hashes of recently seen (sender, id) pairs, oldest first in `seen_order`.
+    seen: HashSet<u128>,
+    seen_order: VecDeque<u128>,
+    hash_keys: (RandomState, RandomState),
     identities: HashMap<String, Identity>,
     devices: HashMap<String, BTreeSet<u32>>,
     signed: HashMap<DeviceKey, SignedPrekey>,
@@ -69,64 +70,55 @@ struct State {
     groups: HashMap<String, Group>,
 }
 
-#[derive(Debug, Default)]
-struct SeenIds {
-    set: HashSet<MessageId>,
-    order: VecDeque<MessageId>,
-}
-
 impl State {
+    fn fingerprint(&self, sender: &DeviceKey, id: MessageId) -> u128 {
+        let key = (sender.user.as_str(), sender.device, &id.0);
+        let high = self.hash_keys.0.hash_one(key);
+        let low = self.hash_keys.1.hash_one(key);
+        (u128::from(high) << 64) | u128::from(low)
+    }
+
     fn park(&mut self, frames: Vec<ParkedFrame>, window: usize) -> Vec<ParkOutcome> {
-        let mut checked: Vec<(PairKey, bool)> = Vec::new();
+        let mut checked: Vec<(u128, bool)> = Vec::new();
+        let mut stored: HashSet<(DeviceKey, u128)> = HashSet::new();
         let mut outcomes = Vec::with_capacity(frames.len());
 
         for frame in frames {
-            let pair = (frame.sender.clone(), frame.id);
-            let duplicate = match checked.iter().find(|(key, _)| *key == pair) {
+            let print = self.fingerprint(&frame.sender, frame.id);
+            let duplicate = match checked.iter().find(|(key, _)| *key == print) {
                 Some((_, duplicate)) => *duplicate,
                 None => {
-                    let seen = self
-                        .seen
-                        .get(&frame.sender)
-                        .is_some_and(|ids| ids.set.contains(&frame.id));
-                    checked.push((pair, seen));
+                    let seen = self.seen.contains(&print);
+                    checked.push((print, seen));
                     seen
                 }
             };
-            let key = (frame.recipient.clone(), frame.sender.clone(), frame.id);
-            if duplicate || self.by_id.contains_key(&key) {
+            if duplicate || !stored.insert((frame.recipient.clone(), print)) {
                 outcomes.push(ParkOutcome::Duplicate);
                 continue;
             }
 
             self.next_seq += 1;
             let seq = self.next_seq;
-            self.by_id.insert(key, seq);
-            self.mailboxes
-                .entry(frame.recipient.clone())
-                .or_default()
-                .insert(seq, frame);
+            let mailbox = match self.mailboxes.get_mut(&frame.recipient) {
+                Some(mailbox) => mailbox,
+                None => self.mailboxes.entry(frame.recipient.clone()).or_default(),
+            };
+            mailbox.insert(seq, frame);
             outcomes.push(ParkOutcome::Stored { seq });
         }
 
-        for ((sender, id), duplicate) in checked {
-            if !duplicate {
-                self.remember(sender, id, window);
+        for (print, duplicate) in checked {
+            if !duplicate && self.seen.insert(print) {
+                self.seen_order.push_back(print);
+            }
+        }
+        while self.seen_order.len() > window {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
             }
         }
         outcomes
-    }
-
-    fn remember(&mut self, sender: DeviceKey, id: MessageId, window: usize) {
-        let ids = self.seen.entry(sender).or_default();
-        if ids.set.insert(id) {
-            ids.order.push_back(id);
-        }
-        while ids.order.len() > window {
-            if let Some(old) = ids.order.pop_front() {
-                ids.set.remove(&old);
-            }
-        }
     }
 
     fn remove(
@@ -135,10 +127,12 @@ impl State {
         sender: &DeviceKey,
         id: MessageId,
     ) -> Option<Removed> {
-        let seq = self
-            .by_id
-            .remove(&(recipient.clone(), sender.clone(), id))?;
         let mailbox = self.mailboxes.get_mut(recipient)?;
+        // Acks come in delivery order, so the frame is near the oldest end.
+        let seq = mailbox
+            .iter()
+            .find(|(_, f)| f.id == id && f.sender == *sender)
+            .map(|(seq, _)| *seq)?;
         let frame = mailbox.remove(&seq)?;
         if mailbox.is_empty() {
             self.mailboxes.remove(recipient);

@@ -2,6 +2,7 @@
 
 mod backend;
 mod cell;
+mod dedup;
 mod schema;
 
 use std::path::Path;
@@ -41,7 +42,7 @@ pub struct StoreWriter {
     queue: Arc<Mutex<mpsc::Receiver<Queued>>>,
     cell: Arc<DbCell>,
     max_batch: usize,
-    dedup_window: u64,
+    dedup_window: usize,
 }
 
 #[derive(Debug)]
@@ -67,7 +68,7 @@ impl RedbStore {
             queue: Arc::new(Mutex::new(receiver)),
             cell: Arc::clone(&cell),
             max_batch: config.max_batch,
-            dedup_window: config.dedup_window as u64,
+            dedup_window: config.dedup_window,
         };
         Ok((Self { queue, cell }, writer))
     }
@@ -144,6 +145,7 @@ impl StoreWriter {
     ///
     /// Dropping the future stops the writer; a batch in flight still commits
     /// and is answered, and queued requests wait for the next `run`.
+    #[tracing::instrument(name = "store_writer", skip_all)]
     pub async fn run(self) -> Result<(), StoreError> {
         let mut queue = self.queue.lock().await;
         let mut batch = Vec::with_capacity(self.max_batch);
@@ -166,21 +168,22 @@ impl StoreWriter {
 }
 
 /// Applies one batch in one transaction and answers each caller.
-fn commit_batch(cell: &DbCell, batch: Vec<Queued>, dedup_window: u64) {
+fn commit_batch(cell: &DbCell, batch: Vec<Queued>, dedup_window: usize) {
     let started = Instant::now();
     let frames: usize = batch.iter().map(|q| q.request.frames()).sum();
     let requests_len = batch.len();
     let (requests, replies): (Vec<Request>, Vec<_>) =
         batch.into_iter().map(|q| (q.request, q.reply)).unzip();
 
-    match cell.write(|txn| schema::apply_all(txn, requests, dedup_window)) {
+    let applied = cell.write(|txn, index| schema::apply_all(txn, index, requests, dedup_window));
+    match applied {
         Ok(answers) => {
             let elapsed = started.elapsed();
             metrics::histogram!("courier_store_batch_frames").record(frames as f64);
             metrics::histogram!("courier_store_batch_requests").record(requests_len as f64);
             metrics::histogram!("courier_store_commit_seconds").record(elapsed.as_secs_f64());
             metrics::counter!("courier_store_commits_total").increment(1);
-            tracing::trace!(
+            tracing::debug!(
                 requests = requests_len,
                 frames,
                 micros = elapsed.as_micros() as u64,

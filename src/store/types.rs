@@ -157,7 +157,7 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Requests that may wait for the writer before callers wait too.
     pub queue_capacity: usize,
-    /// How many recent message ids are remembered per sender device.
+    /// How many recent (sender, message id) pairs are remembered, store-wide.
     pub dedup_window: usize,
     /// The switch that simulates a full disk.
     pub faults: FaultInjector,
@@ -171,7 +171,7 @@ impl StoreConfig {
             durability: Durability::Fsync,
             max_batch: 4096,
             queue_capacity: 65_536,
-            dedup_window: 4096,
+            dedup_window: 1 << 20,
             faults: FaultInjector::default(),
         }
     }
@@ -199,7 +199,7 @@ impl StoreConfig {
         self
     }
 
-    /// Sets how many recent message ids are remembered per sender (at least 1).
+    /// Sets how many recent (sender, id) pairs are remembered (at least 1).
     pub fn dedup_window(mut self, window: usize) -> Self {
         self.dedup_window = window.max(1);
         self

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, WriteTransaction};
 
 use super::backend::FaultyBackend;
+use super::dedup::{DedupDelta, DedupIndex};
 use super::schema::{self, Reads};
 use crate::store::{FaultInjector, StoreError};
 
@@ -22,6 +23,8 @@ pub(super) struct DbCell {
     path: PathBuf,
     faults: FaultInjector,
     state: Mutex<CellState>,
+    /// The de-duplication index of the open database; only the writer uses it.
+    dedup: Mutex<Option<DedupIndex>>,
     commits: AtomicU64,
 }
 
@@ -33,7 +36,7 @@ struct CellState {
 
 impl DbCell {
     pub(super) fn open(path: &Path, faults: FaultInjector) -> Result<Self, StoreError> {
-        let db = open_database(path, &faults)?;
+        let (db, index) = open_database(path, &faults)?;
         Ok(Self {
             path: path.to_path_buf(),
             faults,
@@ -41,6 +44,7 @@ impl DbCell {
                 open: Some(Arc::new(db)),
                 retired: None,
             }),
+            dedup: Mutex::new(Some(index)),
             commits: AtomicU64::new(0),
         })
     }
@@ -53,26 +57,36 @@ impl DbCell {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// Runs `change` in a durable write transaction and commits it.
+    /// Runs `change` in a durable write transaction, commits it, and then
+    /// applies the change it made to the de-duplication index.
     pub(super) fn write<T>(
         &self,
-        change: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+        change: impl FnOnce(&WriteTransaction, &DedupIndex) -> Result<(T, DedupDelta), StoreError>,
     ) -> Result<T, StoreError> {
         let db = self.database()?;
+        let mut dedup = self.dedup.lock();
+        let Some(index) = dedup.as_mut() else {
+            return Err(StoreError::Unavailable("store index not loaded".to_owned()));
+        };
         let result = (|| {
             let mut txn = db.begin_write()?;
             txn.set_durability(redb::Durability::Immediate)?;
-            let value = change(&txn)?;
+            let (value, delta) = change(&txn, index)?;
             txn.commit()?;
-            Ok(value)
+            Ok((value, delta))
         })();
-        match &result {
-            Ok(_) => {
+        match result {
+            Ok((value, delta)) => {
+                index.apply(delta);
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(value)
             }
-            Err(error) => self.retire_after(error, &db),
+            Err(error) => {
+                drop(dedup);
+                self.retire_after(&error, &db);
+                Err(error)
+            }
         }
-        result
     }
 
     /// Runs `look` in a read transaction.
@@ -108,7 +122,9 @@ impl DbCell {
                 }
             }
         }
-        let db = Arc::new(open_database(&self.path, &self.faults)?);
+        let (db, index) = open_database(&self.path, &self.faults)?;
+        let db = Arc::new(db);
+        *self.dedup.lock() = Some(index);
         tracing::info!(path = %self.path.display(), "store database reopened");
         state.open = Some(Arc::clone(&db));
         Ok(db)
@@ -131,7 +147,10 @@ impl DbCell {
     }
 }
 
-fn open_database(path: &Path, faults: &FaultInjector) -> Result<Database, StoreError> {
+fn open_database(
+    path: &Path,
+    faults: &FaultInjector,
+) -> Result<(Database, DedupIndex), StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -144,5 +163,6 @@ fn open_database(path: &Path, faults: &FaultInjector) -> Result<Database, StoreE
     let txn = db.begin_write()?;
     schema::create_tables(&txn)?;
     txn.commit()?;
-    Ok(db)
+    let index = DedupIndex::load(&db.begin_read()?)?;
+    Ok((db, index))
 }

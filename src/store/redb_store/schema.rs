@@ -3,6 +3,7 @@
 //! Keys are tuples, which redb orders element by element, so every per-device
 //! or per-user listing is a range over a key prefix.
 
+use std::collections::HashSet;
 use std::ops::{Bound, RangeInclusive};
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use super::super::{
     DeviceKey, Group, Identity, MessageId, OneTimePrekey, ParkOutcome, ParkedFrame, Removed,
     SignedPrekey, StoreError, StoredFrame,
 };
+use super::dedup::{DEDUP_LOG, DedupDelta, DedupIndex, DedupWrites};
 
 type DeviceK = (&'static str, u32);
 type FrameK = (&'static str, u32, u64);
@@ -23,9 +25,6 @@ type FrameV = (
     &'static [u8],
     u64,
 );
-type ByIdK = (&'static str, u32, &'static str, u32, [u8; 16]);
-type SenderIdK = (&'static str, u32, [u8; 16]);
-type SenderSeqK = (&'static str, u32, u64);
 type IdentityV = ([u8; 32], [u8; 32], &'static [u8]);
 type SignedV = (u32, [u8; 32], &'static [u8]);
 type PrekeyK = (&'static str, u32, u32);
@@ -33,18 +32,10 @@ type MemberK = (&'static str, &'static str);
 
 /// Recipient device and sequence number to the frame.
 const FRAMES: TableDefinition<FrameK, FrameV> = TableDefinition::new("frames");
-/// (recipient, sender, id) to the sequence number, for removal on ack.
-const BY_ID: TableDefinition<ByIdK, u64> = TableDefinition::new("frames_by_id");
 /// Recipient device to its number of parked frames (absent when zero).
 const MAILBOXES: TableDefinition<DeviceK, u64> = TableDefinition::new("mailboxes");
 /// Counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// (sender, id) to the sequence number it was recorded under.
-const DEDUP: TableDefinition<SenderIdK, u64> = TableDefinition::new("dedup");
-/// (sender, sequence) to id: the age order of a sender's recorded ids.
-const DEDUP_LOG: TableDefinition<SenderSeqK, [u8; 16]> = TableDefinition::new("dedup_log");
-/// Sender to the number of ids recorded for it.
-const DEDUP_COUNT: TableDefinition<DeviceK, u64> = TableDefinition::new("dedup_count");
 const IDENTITIES: TableDefinition<&str, IdentityV> = TableDefinition::new("identities");
 const DEVICES: TableDefinition<DeviceK, ()> = TableDefinition::new("devices");
 const SIGNED_PREKEYS: TableDefinition<DeviceK, SignedV> = TableDefinition::new("signed_prekeys");
@@ -103,12 +94,9 @@ type Applied = Result<Result<Response, StoreError>, StoreError>;
 /// Creates every table, so that read transactions never miss one.
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(FRAMES)?;
-    txn.open_table(BY_ID)?;
     txn.open_table(MAILBOXES)?;
     txn.open_table(META)?;
-    txn.open_table(DEDUP)?;
     txn.open_table(DEDUP_LOG)?;
-    txn.open_table(DEDUP_COUNT)?;
     txn.open_table(IDENTITIES)?;
     txn.open_table(DEVICES)?;
     txn.open_table(SIGNED_PREKEYS)?;
@@ -118,33 +106,35 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies `requests` in order inside `txn`; returns one answer per request.
+/// One answer per request of a batch.
+pub(super) type Answers = Vec<Result<Response, StoreError>>;
+
+/// Applies `requests` in order inside `txn`; returns one answer per request
+/// and the change to the de-duplication index, to apply once committed.
 ///
 /// # Errors
 ///
 /// A storage error, after which the transaction must be dropped.
 pub(super) fn apply_all(
     txn: &WriteTransaction,
+    index: &DedupIndex,
     requests: Vec<Request>,
-    dedup_window: u64,
-) -> Result<Vec<Result<Response, StoreError>>, StoreError> {
-    let mut writes = Writes::open(txn, dedup_window)?;
+    dedup_window: usize,
+) -> Result<(Answers, DedupDelta), StoreError> {
+    let mut writes = Writes::open(txn, index, dedup_window)?;
     let mut answers = Vec::with_capacity(requests.len());
     for request in requests {
         answers.push(writes.apply(request)?);
     }
-    writes.finish()?;
-    Ok(answers)
+    let delta = writes.finish()?;
+    Ok((answers, delta))
 }
 
 struct Writes<'t> {
     frames: Table<'t, FrameK, FrameV>,
-    by_id: Table<'t, ByIdK, u64>,
     mailboxes: Table<'t, DeviceK, u64>,
     meta: Table<'t, &'static str, u64>,
-    dedup: Table<'t, SenderIdK, u64>,
-    dedup_log: Table<'t, SenderSeqK, [u8; 16]>,
-    dedup_count: Table<'t, DeviceK, u64>,
+    dedup: DedupWrites<'t>,
     identities: Table<'t, &'static str, IdentityV>,
     devices: Table<'t, DeviceK, ()>,
     signed: Table<'t, DeviceK, SignedV>,
@@ -152,21 +142,21 @@ struct Writes<'t> {
     groups: Table<'t, &'static str, u64>,
     members: Table<'t, MemberK, ()>,
     next_seq: u64,
-    dedup_window: u64,
 }
 
 impl<'t> Writes<'t> {
-    fn open(txn: &'t WriteTransaction, dedup_window: u64) -> Result<Self, StoreError> {
+    fn open(
+        txn: &'t WriteTransaction,
+        index: &'t DedupIndex,
+        dedup_window: usize,
+    ) -> Result<Self, StoreError> {
         let meta = txn.open_table(META)?;
         let next_seq = meta.get(NEXT_SEQ)?.map_or(1, |seq| seq.value());
         Ok(Self {
             frames: txn.open_table(FRAMES)?,
-            by_id: txn.open_table(BY_ID)?,
             mailboxes: txn.open_table(MAILBOXES)?,
             meta,
-            dedup: txn.open_table(DEDUP)?,
-            dedup_log: txn.open_table(DEDUP_LOG)?,
-            dedup_count: txn.open_table(DEDUP_COUNT)?,
+            dedup: DedupWrites::new(txn.open_table(DEDUP_LOG)?, index, dedup_window),
             identities: txn.open_table(IDENTITIES)?,
             devices: txn.open_table(DEVICES)?,
             signed: txn.open_table(SIGNED_PREKEYS)?,
@@ -174,13 +164,12 @@ impl<'t> Writes<'t> {
             groups: txn.open_table(GROUPS)?,
             members: txn.open_table(GROUP_MEMBERS)?,
             next_seq,
-            dedup_window,
         })
     }
 
-    fn finish(mut self) -> Result<(), StoreError> {
+    fn finish(mut self) -> Result<DedupDelta, StoreError> {
         self.meta.insert(NEXT_SEQ, self.next_seq)?;
-        Ok(())
+        self.dedup.finish()
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -232,6 +221,8 @@ impl<'t> Writes<'t> {
     fn park(&mut self, frames: Vec<ParkedFrame>) -> Result<Vec<ParkOutcome>, StoreError> {
         // (sender, id) pairs of this call, with whether an earlier call recorded them.
         let mut checked: Vec<(DeviceKey, MessageId, bool)> = Vec::new();
+        // (recipient, sender, id) of the frames this call stored.
+        let mut stored: HashSet<(&DeviceKey, &DeviceKey, MessageId)> = HashSet::new();
         let mut outcomes = Vec::with_capacity(frames.len());
 
         for frame in &frames {
@@ -243,21 +234,14 @@ impl<'t> Writes<'t> {
             let duplicate = match known {
                 Some(duplicate) => duplicate,
                 None => {
-                    let key = (sender.user.as_str(), sender.device, frame.id.0);
-                    let seen = self.dedup.get(key)?.is_some();
+                    let seen = self.dedup.seen(sender, frame.id);
                     checked.push((sender.clone(), frame.id, seen));
                     seen
                 }
             };
             let recipient = &frame.recipient;
-            let by_id_key = (
-                recipient.user.as_str(),
-                recipient.device,
-                sender.user.as_str(),
-                sender.device,
-                frame.id.0,
-            );
-            if duplicate || self.by_id.get(by_id_key)?.is_some() {
+            let copy = (recipient, sender, frame.id);
+            if duplicate || !stored.insert(copy) {
                 outcomes.push(ParkOutcome::Duplicate);
                 continue;
             }
@@ -273,48 +257,17 @@ impl<'t> Writes<'t> {
                 frame.sent_at_ms,
             );
             self.frames.insert(frame_key, value)?;
-            self.by_id.insert(by_id_key, seq)?;
             self.add_to_mailbox(recipient, 1)?;
             outcomes.push(ParkOutcome::Stored { seq });
         }
 
         for (sender, id, duplicate) in checked {
             if !duplicate {
-                self.remember(&sender, id)?;
+                let seq = self.take_seq();
+                self.dedup.record(&sender, id, seq)?;
             }
         }
         Ok(outcomes)
-    }
-
-    /// Records a sender's id and forgets its oldest beyond the window.
-    fn remember(&mut self, sender: &DeviceKey, id: MessageId) -> Result<(), StoreError> {
-        let seq = self.take_seq();
-        let user = sender.user.as_str();
-        self.dedup.insert((user, sender.device, id.0), seq)?;
-        self.dedup_log.insert((user, sender.device, seq), id.0)?;
-        let mut count = self
-            .dedup_count
-            .get((user, sender.device))?
-            .map_or(0, |c| c.value())
-            + 1;
-
-        while count > self.dedup_window {
-            let range = (user, sender.device, 0)..=(user, sender.device, u64::MAX);
-            let oldest = self
-                .dedup_log
-                .range(range)?
-                .next()
-                .transpose()?
-                .map(|(key, id)| (key.value().2, id.value()));
-            let Some((old_seq, old_id)) = oldest else {
-                break;
-            };
-            self.dedup_log.remove((user, sender.device, old_seq))?;
-            self.dedup.remove((user, sender.device, old_id))?;
-            count -= 1;
-        }
-        self.dedup_count.insert((user, sender.device), count)?;
-        Ok(())
     }
 
     fn add_to_mailbox(&mut self, recipient: &DeviceKey, delta: i64) -> Result<(), StoreError> {
@@ -335,21 +288,22 @@ impl<'t> Writes<'t> {
         sender: &DeviceKey,
         id: MessageId,
     ) -> Result<Option<Removed>, StoreError> {
-        let by_id_key = (
-            recipient.user.as_str(),
-            recipient.device,
-            sender.user.as_str(),
-            sender.device,
-            id.0,
-        );
-        let Some(seq) = self.by_id.remove(by_id_key)?.map(|seq| seq.value()) else {
+        // Acks come in delivery order, so the frame is near the oldest end.
+        let user = recipient.user.as_str();
+        let range = (user, recipient.device, 0)..=(user, recipient.device, u64::MAX);
+        let mut found = None;
+        for entry in self.frames.range(range)? {
+            let (key, value) = entry?;
+            let (from, from_device, frame_id, _, _, sent_at_ms) = value.value();
+            if frame_id == id.0 && from_device == sender.device && from == sender.user {
+                found = Some((key.value().2, sent_at_ms));
+                break;
+            }
+        }
+        let Some((seq, sent_at_ms)) = found else {
             return Ok(None);
         };
-        let frame_key = (recipient.user.as_str(), recipient.device, seq);
-        let sent_at_ms = self.frames.remove(frame_key)?.map(|v| v.value().5);
-        let Some(sent_at_ms) = sent_at_ms else {
-            return Ok(None);
-        };
+        self.frames.remove((user, recipient.device, seq))?;
         self.add_to_mailbox(recipient, -1)?;
         Ok(Some(Removed {
             seq,
