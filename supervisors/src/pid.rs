@@ -23,6 +23,10 @@ impl Pid {
         Self((u64::from(node) << SERIAL_BITS) | (serial & SERIAL_MASK))
     }
 
+    pub(crate) fn raw(self) -> u64 {
+        self.0
+    }
+
     /// The id of the node that spawned this process.
     pub fn node(self) -> u16 {
         (self.0 >> SERIAL_BITS) as u16

@@ -5,6 +5,13 @@
 //! names, groups), and a single waker slot serves both messages and signals.
 //! Rarely used parts of the core live in a lazily allocated box so that an
 //! idle process linked to its supervisor costs a few hundred bytes.
+//!
+//! # Limitations
+//!
+//! There is no selective receive: a process takes envelopes in order
+//! (system notifications first). A process that must wait for one specific
+//! reply uses `call` (a separate reply channel) instead. Processes live on
+//! one node; pids of another node are not reachable.
 
 mod core;
 mod task;
@@ -21,7 +28,7 @@ use crate::exit::ExitReason;
 use crate::node::Node;
 use crate::pid::{MonitorRef, Pid};
 
-pub(crate) use self::core::{Core, ExitParts, Watcher};
+pub(crate) use self::core::{Core, ExitCounter, ExitParts, Watcher};
 pub(crate) use self::task::ProcessTask;
 
 /// What a process receives: an ordinary message or a system notification.
@@ -256,13 +263,6 @@ impl<M: Send + 'static> Process<M> {
             .unwrap_or(ExitReason::Killed)
     }
 
-    pub(crate) fn set_abort(&self, handle: tokio::task::AbortHandle) {
-        let mut st = self.state.lock();
-        if st.core.exit.is_none() {
-            st.core.abort = Some(handle);
-        }
-    }
-
     /// Runs `f` under the lock and applies the wake-ups it asked for.
     fn core_op<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
         let mut st = self.state.lock();
@@ -316,10 +316,9 @@ impl<M: Send + 'static> Cell for Process<M> {
     }
 
     fn force_exit(&self, reason: ExitReason) {
-        let abort = self.state.lock().core.abort.take();
-        if let Some(handle) = abort {
-            handle.abort();
-        }
+        // The fatal flag makes the task end at its next poll, if it ever
+        // yields; everyone else learns of the exit now.
+        self.core_op(|c| c.kill());
         self.finish(reason);
     }
 

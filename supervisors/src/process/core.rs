@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use tokio::sync::oneshot;
-use tokio::task::AbortHandle;
 
 use super::Envelope;
 use crate::exit::ExitReason;
@@ -49,6 +48,42 @@ pub(crate) enum Watcher {
     Process(Pid),
     /// Code outside processes, waiting on a channel.
     Channel(oneshot::Sender<ExitReason>),
+    /// Code waiting for many processes to exit.
+    Counter(Arc<ExitCounter>),
+}
+
+/// Counts down exits of many processes (a parallel shutdown).
+#[derive(Debug, Default)]
+pub(crate) struct ExitCounter {
+    remaining: std::sync::atomic::AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl ExitCounter {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            remaining: std::sync::atomic::AtomicUsize::new(n),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// One watched process exited.
+    pub(crate) fn done(&self) {
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits until every watched process has exited.
+    pub(crate) async fn wait(&self) {
+        while self.remaining.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// The link set: most processes have exactly one link (their supervisor),
@@ -86,6 +121,14 @@ impl Links {
             }
             Self::Many(set) => set.remove(&pid),
             _ => false,
+        }
+    }
+
+    fn contains(&self, pid: Pid) -> bool {
+        match self {
+            Self::None => false,
+            Self::One(p) => *p == pid,
+            Self::Many(set) => set.contains(&pid),
         }
     }
 
@@ -127,13 +170,19 @@ pub(crate) struct ExitParts {
 pub(crate) struct Core {
     pub(crate) trap_exits: bool,
     pub(crate) panic_next: bool,
+    /// Links from children are recorded on the child's side only: the
+    /// process (a dynamic supervisor) tracks its children itself and
+    /// signals them when it dies.
+    pub(crate) untracked_children: bool,
+    /// With `untracked_children`: the raw pid of the child linked last, so
+    /// that the supervisor can confirm the link without a table lookup.
+    pub(crate) recent_child: u64,
     /// The reason a signal has decided the process must exit with.
     pub(crate) fatal: Option<ExitReason>,
     /// The exit reason, once exited.
     pub(crate) exit: Option<ExitReason>,
     pub(crate) recv_waker: Option<Waker>,
     pub(crate) task_waker: Option<Waker>,
-    pub(crate) abort: Option<AbortHandle>,
     links: Links,
     extra: Option<Box<Extra>>,
     wake: bool,
@@ -228,15 +277,28 @@ impl Core {
         true
     }
 
+    /// Adds the link from a child spawned under this process.
+    pub(crate) fn add_child_link(&mut self, pid: Pid) -> bool {
+        if self.untracked_children {
+            self.recent_child = pid.raw();
+            return !self.is_exited();
+        }
+        self.add_link(pid)
+    }
+
     pub(crate) fn remove_link(&mut self, pid: Pid) -> bool {
         self.links.remove(pid)
+    }
+
+    pub(crate) fn is_linked(&self, pid: Pid) -> bool {
+        self.links.contains(pid)
     }
 
     /// Applies an exit signal from `from` to the process `me`.
     ///
     /// A signal sent because of a link only acts while the link exists.
     pub(crate) fn signal_exit(&mut self, me: Pid, from: Pid, reason: ExitReason, via_link: bool) {
-        if self.is_exited() || (via_link && !self.links.remove(from)) {
+        if self.is_exited() || (via_link && !self.links.remove(from) && !self.untracked_children) {
             return;
         }
         if self.trap_exits {
@@ -346,7 +408,6 @@ impl Core {
             links: self.links.take(),
             ..ExitParts::default()
         };
-        self.abort = None;
         parts.wakers.extend(self.recv_waker.take());
         parts.wakers.extend(self.task_waker.take());
         if let Some(extra) = self.extra.take() {

@@ -23,7 +23,7 @@ use crate::ctx::Ctx;
 use crate::exit::{ExitReason, panic_message};
 use crate::node::Node;
 use crate::pid::Pid;
-use crate::process::Envelope;
+use crate::process::{Cell, Envelope};
 
 /// Checks a supervisor spec the way OTP does before starting anything.
 pub(crate) fn validate(spec: &SupervisorSpec) -> Result<(), SupervisorError> {
@@ -61,9 +61,9 @@ pub(crate) fn validate_child(child: &ChildSpec, auto: AutoShutdown) -> Result<()
 pub(crate) async fn run_start(
     start: &super::spec::StartFn,
     node: &Node,
-    me: Pid,
+    me: &Arc<dyn Cell>,
 ) -> Result<Start, ExitReason> {
-    let fut = start(ChildCtx::new(node.clone(), me));
+    let fut = start(ChildCtx::new(node.clone(), me.clone()));
     let result = match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(result) => result,
         Err(payload) => Err(ExitReason::Panic(panic_message(&*payload))),
@@ -71,7 +71,7 @@ pub(crate) async fn run_start(
     if let Ok(Start::Started(pid)) = result {
         // Link even if the start function forgot to; a child that already
         // died then reports `NoProc`.
-        node.link(me, pid);
+        node.ensure_link_from(me, pid);
     }
     result
 }
@@ -114,6 +114,7 @@ impl Child {
 struct Server {
     node: Node,
     me: Pid,
+    cell: Arc<dyn Cell>,
     parent: Option<Pid>,
     addr: Addr<SupMsg>,
     strategy: Strategy,
@@ -137,6 +138,7 @@ pub(crate) async fn run(
     let mut server = Server {
         node: ctx.node().clone(),
         me: ctx.pid(),
+        cell: ctx.cell(),
         parent: ctx.parent(),
         addr: ctx.addr(),
         strategy: spec.strategy,
@@ -197,7 +199,7 @@ impl Server {
 
     async fn start_initial(&mut self, specs: Vec<ChildSpec>) -> Result<(), (Arc<str>, ExitReason)> {
         for spec in specs {
-            match run_start(&spec.start, &self.node, self.me).await {
+            match run_start(&spec.start, &self.node, &self.cell).await {
                 Ok(Start::Started(pid)) => {
                     tracing::debug!(supervisor = %self.me, child = %spec.id, pid = %pid, "child started");
                     self.children.push(Child {
@@ -309,6 +311,10 @@ impl Server {
     /// Stops the children the strategy names (in reverse order) and starts
     /// them again in order. A failed start is retried through the mailbox.
     async fn restart_now(&mut self, idx: usize) {
+        if self.strategy == Strategy::OneForOne {
+            self.start_again(idx).await;
+            return;
+        }
         let last = self.children.len() - 1;
         let range = match self.strategy {
             Strategy::OneForOne => idx..=idx,
@@ -332,24 +338,34 @@ impl Server {
             let Some(j) = self.index_of_id(&id) else {
                 continue;
             };
-            let start = self.children[j].spec.start.clone();
-            match run_start(&start, &self.node, self.me).await {
-                Ok(outcome) => {
-                    let child = &mut self.children[j];
-                    child.restarting = false;
-                    child.restarts += 1;
-                    child.pid = match outcome {
-                        Start::Started(pid) => Some(pid),
-                        Start::Ignore => None,
-                    };
-                    tracing::info!(supervisor = %self.me, child = %id, pid = ?child.pid, "child restarted");
-                }
-                Err(reason) => {
-                    tracing::warn!(supervisor = %self.me, child = %id, reason = %reason, "child failed to restart, retrying");
-                    self.children[j].restarting = true;
-                    self.post(SupMsg::TryAgain(id));
-                    return;
-                }
+            if !self.start_again(j).await {
+                return;
+            }
+        }
+    }
+
+    /// Starts child `j` again as part of a restart; false (and a retry
+    /// queued) when its start fails.
+    async fn start_again(&mut self, j: usize) -> bool {
+        let id = self.children[j].spec.id.clone();
+        let start = self.children[j].spec.start.clone();
+        match run_start(&start, &self.node, &self.cell).await {
+            Ok(outcome) => {
+                let child = &mut self.children[j];
+                child.restarting = false;
+                child.restarts += 1;
+                child.pid = match outcome {
+                    Start::Started(pid) => Some(pid),
+                    Start::Ignore => None,
+                };
+                tracing::info!(supervisor = %self.me, child = %id, pid = ?child.pid, "child restarted");
+                true
+            }
+            Err(reason) => {
+                tracing::warn!(supervisor = %self.me, child = %id, reason = %reason, "child failed to restart, retrying");
+                self.children[j].restarting = true;
+                self.post(SupMsg::TryAgain(id));
+                false
             }
         }
     }
@@ -463,7 +479,7 @@ impl Server {
             return Err(SupervisorError::Running);
         }
         let start = self.children[idx].spec.start.clone();
-        match run_start(&start, &self.node, self.me).await {
+        match run_start(&start, &self.node, &self.cell).await {
             Ok(Start::Started(pid)) => {
                 self.children[idx].pid = Some(pid);
                 Ok(Some(pid))
@@ -493,7 +509,7 @@ impl Server {
                 None => SupervisorError::AlreadyPresent,
             });
         }
-        match run_start(&spec.start, &self.node, self.me).await {
+        match run_start(&spec.start, &self.node, &self.cell).await {
             Ok(Start::Started(pid)) => {
                 tracing::debug!(supervisor = %self.me, child = %spec.id, pid = %pid, "child started");
                 self.children.push(Child {
