@@ -46,21 +46,34 @@
 mod actor;
 mod addr;
 mod ctx;
+mod dynamic;
 mod exit;
 mod group;
 mod node;
 mod pid;
 mod process;
 mod registry;
+mod rng;
+mod snapshot;
 mod spawn;
+mod supervisor;
 
 pub use actor::Actor;
 pub use addr::{Addr, CallError, ExitWatch, ReplyTo, SendError, TrySendError};
 pub use ctx::Ctx;
+pub use dynamic::{DynamicSpec, DynamicSupervisor, DynamicSupervisorRef, StartChildError};
 pub use exit::ExitReason;
 pub use group::GroupError;
 pub use node::Node;
 pub use pid::{MonitorRef, Pid};
 pub use process::Envelope;
 pub use registry::RegistryError;
+pub use snapshot::{ChildSnapshot, TreeSnapshot};
 pub use spawn::{DEFAULT_CAPACITY, SpawnError, SpawnOptions};
+pub use supervisor::spec::{
+    AutoShutdown, Backoff, ChildCtx, ChildKind, ChildSpec, DEFAULT_SHUTDOWN, Restart, Shutdown,
+    Start, StartFuture, Strategy, SupervisorSpec,
+};
+pub use supervisor::{
+    ChildCounts, ChildInfo, ChildStatus, Supervisor, SupervisorError, SupervisorRef,
+};

@@ -37,6 +37,8 @@ pub(crate) struct NodeInner {
     pub(crate) procs: DashMap<Pid, Arc<dyn Cell>, IdBuild>,
     pub(crate) names: DashMap<Arc<str>, Pid>,
     pub(crate) groups: DashMap<Arc<str>, PidMap<Arc<dyn Cell>>>,
+    /// Shared state of running dynamic supervisors, for typed lookups.
+    pub(crate) dynamics: DashMap<Pid, Arc<dyn std::any::Any + Send + Sync>, IdBuild>,
 }
 
 impl Node {
@@ -62,6 +64,7 @@ impl Node {
                 procs: DashMap::default(),
                 names: DashMap::new(),
                 groups: DashMap::new(),
+                dynamics: DashMap::default(),
             }),
         }
     }
@@ -217,6 +220,54 @@ impl Node {
     /// Number of ordinary messages queued for `pid`.
     pub fn mailbox_len(&self, pid: Pid) -> Option<usize> {
         self.cell(pid).map(|c| c.mailbox_len())
+    }
+
+    /// Ends `pid` from outside its task: aborts the task and notifies
+    /// links and monitors now, for a task that does not stop.
+    pub(crate) fn force_exit(&self, pid: Pid, reason: ExitReason) {
+        if let Some(cell) = self.cell(pid) {
+            cell.force_exit(reason);
+        }
+    }
+
+    /// Creates a process record (and registers its name) without starting
+    /// it, so that its pid is known before its body is built.
+    pub(crate) fn reserve<M: Send + 'static>(
+        &self,
+        opts: SpawnOptions,
+    ) -> Result<Reserved<M>, SpawnError> {
+        let proc = self.create::<M>(&opts);
+        self.prepare(&proc, &opts)?;
+        Ok(Reserved {
+            proc,
+            link: opts.link,
+        })
+    }
+
+    /// Starts a reserved process.
+    pub(crate) fn launch<M, F, Fut>(&self, reserved: Reserved<M>, body: F) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        self.start(reserved.proc, reserved.link, body)
+    }
+
+    /// Spawns a process linked to `parent` (cannot fail: no name).
+    pub(crate) fn spawn_linked<M, F, Fut>(
+        &self,
+        parent: Pid,
+        opts: SpawnOptions,
+        body: F,
+    ) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        let proc = self.create::<M>(&opts);
+        self.start(proc, Some(parent), body)
     }
 
     pub(crate) fn cell(&self, pid: Pid) -> Option<Arc<dyn Cell>> {
@@ -391,6 +442,18 @@ impl Node {
         }
         drop(parts.wakers);
         tracing::trace!(pid = %pid, reason = %reason, "process exited");
+    }
+}
+
+/// A process created by [`Node::reserve`], not yet running.
+pub(crate) struct Reserved<M> {
+    proc: Arc<Process<M>>,
+    link: Option<Pid>,
+}
+
+impl<M: Send + 'static> Reserved<M> {
+    pub(crate) fn pid(&self) -> Pid {
+        self.proc.pid()
     }
 }
 

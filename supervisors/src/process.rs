@@ -68,7 +68,6 @@ pub(crate) trait Cell: Send + Sync + 'static {
     fn mailbox_len(&self) -> usize;
 
     /// Ends the process from outside its task (a task that does not stop).
-    #[expect(dead_code, reason = "used by supervisor shutdown")]
     fn force_exit(&self, reason: ExitReason);
 
     /// The same record as `Any`, for typed lookups.
