@@ -491,7 +491,7 @@ impl<A: Clone + Send + 'static> Shared<A> {
             Err(payload) => Err(ExitReason::Panic(panic_message(&*payload))),
         };
         if let Ok(Start::Started(pid)) = result {
-            self.node.link(self.me, pid);
+            self.node.ensure_link(self.me, pid);
         }
         result
     }

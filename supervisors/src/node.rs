@@ -175,6 +175,19 @@ impl Node {
         true
     }
 
+    /// Links `a` and `b` unless `b` already holds the link (the common case
+    /// of a child spawned linked to its supervisor).
+    pub(crate) fn ensure_link(&self, a: Pid, b: Pid) {
+        if let Some(cell_b) = self.cell(b) {
+            let mut linked = false;
+            cell_b.with_core(&mut |c| linked = c.is_linked(a));
+            if linked {
+                return;
+            }
+        }
+        self.link(a, b);
+    }
+
     /// Removes the link between `a` and `b`, if any.
     pub fn unlink(&self, a: Pid, b: Pid) {
         for (x, y) in [(a, b), (b, a)] {
@@ -222,8 +235,9 @@ impl Node {
         self.cell(pid).map(|c| c.mailbox_len())
     }
 
-    /// Ends `pid` from outside its task: aborts the task and notifies
-    /// links and monitors now, for a task that does not stop.
+    /// Ends `pid` from outside its task and notifies links and monitors
+    /// now, for a task that does not stop; the task itself ends when it
+    /// next yields.
     pub(crate) fn force_exit(&self, pid: Pid, reason: ExitReason) {
         if let Some(cell) = self.cell(pid) {
             cell.force_exit(reason);
@@ -395,8 +409,7 @@ impl Node {
         let ctx = Ctx::new(proc.clone(), link);
         let task = ProcessTask::new(proc.clone(), body(ctx));
         let span = tracing::debug_span!("process", pid = %pid);
-        let handle = self.inner.handle.spawn(task.instrument(span));
-        proc.set_abort(handle.abort_handle());
+        drop(self.inner.handle.spawn(task.instrument(span)));
         tracing::trace!(pid = %pid, "process spawned");
         Addr::from_process(proc)
     }

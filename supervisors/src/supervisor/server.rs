@@ -71,7 +71,7 @@ pub(crate) async fn run_start(
     if let Ok(Start::Started(pid)) = result {
         // Link even if the start function forgot to; a child that already
         // died then reports `NoProc`.
-        node.link(me, pid);
+        node.ensure_link(me, pid);
     }
     result
 }
@@ -309,6 +309,10 @@ impl Server {
     /// Stops the children the strategy names (in reverse order) and starts
     /// them again in order. A failed start is retried through the mailbox.
     async fn restart_now(&mut self, idx: usize) {
+        if self.strategy == Strategy::OneForOne {
+            self.start_again(idx).await;
+            return;
+        }
         let last = self.children.len() - 1;
         let range = match self.strategy {
             Strategy::OneForOne => idx..=idx,
@@ -332,24 +336,34 @@ impl Server {
             let Some(j) = self.index_of_id(&id) else {
                 continue;
             };
-            let start = self.children[j].spec.start.clone();
-            match run_start(&start, &self.node, self.me).await {
-                Ok(outcome) => {
-                    let child = &mut self.children[j];
-                    child.restarting = false;
-                    child.restarts += 1;
-                    child.pid = match outcome {
-                        Start::Started(pid) => Some(pid),
-                        Start::Ignore => None,
-                    };
-                    tracing::info!(supervisor = %self.me, child = %id, pid = ?child.pid, "child restarted");
-                }
-                Err(reason) => {
-                    tracing::warn!(supervisor = %self.me, child = %id, reason = %reason, "child failed to restart, retrying");
-                    self.children[j].restarting = true;
-                    self.post(SupMsg::TryAgain(id));
-                    return;
-                }
+            if !self.start_again(j).await {
+                return;
+            }
+        }
+    }
+
+    /// Starts child `j` again as part of a restart; false (and a retry
+    /// queued) when its start fails.
+    async fn start_again(&mut self, j: usize) -> bool {
+        let id = self.children[j].spec.id.clone();
+        let start = self.children[j].spec.start.clone();
+        match run_start(&start, &self.node, self.me).await {
+            Ok(outcome) => {
+                let child = &mut self.children[j];
+                child.restarting = false;
+                child.restarts += 1;
+                child.pid = match outcome {
+                    Start::Started(pid) => Some(pid),
+                    Start::Ignore => None,
+                };
+                tracing::info!(supervisor = %self.me, child = %id, pid = ?child.pid, "child restarted");
+                true
+            }
+            Err(reason) => {
+                tracing::warn!(supervisor = %self.me, child = %id, reason = %reason, "child failed to restart, retrying");
+                self.children[j].restarting = true;
+                self.post(SupMsg::TryAgain(id));
+                false
             }
         }
     }
