@@ -53,6 +53,7 @@ mod mailbox;
 mod media;
 mod metrics;
 mod notifier;
+mod presence;
 mod router;
 mod session;
 mod shared;

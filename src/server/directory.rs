@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-pub(crate) use self::groups::{GroupRecord, OWNER_PREFIX};
+pub(crate) use self::groups::GroupRecord;
 use crate::protocol::DeviceId;
 use crate::store::{AnyStore, DeviceKey, Store, StoreError};
 
@@ -53,9 +53,5 @@ impl Directory {
             self.devices.remove(device.user.as_str());
         }
         Ok(())
-    }
-
-    pub(crate) fn store(&self) -> &AnyStore {
-        &self.store
     }
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use supervisors::{Addr, Ctx, Envelope, ExitReason};
 
 pub(crate) use self::bucket::TokenBucket;
+pub(crate) use self::delivery::parse_hex16;
 pub(crate) use self::media_ops::Upload;
 use super::auth::{self, AuthError};
 use super::metrics as m;
@@ -138,7 +139,7 @@ impl Logic {
             ClientFrame::MediaDownload(f) => self.media_download(f).await,
             ClientFrame::SubscribePresence(_)
             | ClientFrame::UpdatePresence(_)
-            | ClientFrame::Typing(_) => self.ephemeral(&me, frame),
+            | ClientFrame::Typing(_) => self.ephemeral(&me, frame).await,
             other => {
                 self.error(
                     ErrorCode::MalformedFrame,
@@ -198,6 +199,11 @@ impl Logic {
             replace(&self.shared, &old);
         }
         self.shared.depths.came_online(&key, &self.shared);
+        self.shared.presence.set(
+            &self.shared,
+            &device,
+            crate::protocol::PresenceState::Online,
+        );
         tracing::info!(device = %device, "device online");
         if remaining < self.shared.limits.prekeys_low_threshold {
             self.out(ServerFrame::PrekeysLow(crate::protocol::PrekeysLow {

@@ -59,15 +59,17 @@ impl Router {
         old
     }
 
-    /// Removes `device` if connection `conn` still serves it.
-    pub(crate) fn unregister(&self, device: &DeviceKey, conn: u64) {
-        if self
+    /// Removes `device` if connection `conn` still serves it; returns
+    /// whether it did.
+    pub(crate) fn unregister(&self, device: &DeviceKey, conn: u64) -> bool {
+        let removed = self
             .online
             .remove_if(device, |_, link| link.state.conn == conn)
-            .is_some()
-        {
+            .is_some();
+        if removed {
             metrics::gauge!(super::metrics::ONLINE).decrement(1.0);
         }
+        removed
     }
 
     /// The session of `device`, if it is online.

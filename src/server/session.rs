@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use supervisors::{Addr, Ctx, Envelope, ExitReason, Pid, SpawnOptions};
+use supervisors::{Addr, Ctx, Envelope, ExitReason, SpawnOptions};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -31,7 +31,7 @@ use super::router::key_of;
 use super::shared::{ConnGuard, Shared};
 use crate::protocol::{
     CHALLENGE_BYTES, ClientFrame, DeviceId, ErrorCode, ErrorFrame, MessageId, PROTOCOL_VERSION,
-    Ping, ServerFrame, ServerHello,
+    Ping, PresenceState, ServerFrame, ServerHello,
 };
 
 /// Frames handed to the logic and not finished yet, at most.
@@ -536,12 +536,13 @@ impl Session {
     /// Leaves the router and stops the logic.
     fn finish(&mut self, ctx: &Ctx<SessionMsg>) {
         if let Some(device) = self.state.device() {
-            self.shared
-                .router
-                .unregister(&key_of(device), self.state.conn);
-            self.shared
-                .depths
-                .went_offline(&key_of(device), &self.shared);
+            let key = key_of(device);
+            if self.shared.router.unregister(&key, self.state.conn) {
+                self.shared
+                    .presence
+                    .set(&self.shared, device, PresenceState::Offline);
+            }
+            self.shared.depths.went_offline(&key, &self.shared);
         }
         ctx.node().kill(self.logic.pid());
     }
@@ -583,12 +584,6 @@ impl std::fmt::Debug for SessionState {
             .field("device", &self.device.get())
             .finish_non_exhaustive()
     }
-}
-
-/// A pid for logs.
-#[allow(dead_code)]
-fn pid_of(addr: &Addr<LogicMsg>) -> Pid {
-    addr.pid()
 }
 
 impl From<IoError> for ExitReason {

@@ -13,6 +13,7 @@ use super::directory::Directory;
 use super::hooks::{Authenticator, PushGateway, RateLimiter};
 use super::mailbox::Depths;
 use super::media::MediaStore;
+use super::presence::Presence;
 use super::router::Router;
 use crate::protocol;
 use crate::store::AnyStore;
@@ -39,6 +40,7 @@ pub(crate) struct Shared {
     pub(crate) directory: Directory,
     pub(crate) depths: Depths,
     pub(crate) media: MediaStore,
+    pub(crate) presence: Presence,
     shutting_down: AtomicBool,
     stop: watch::Sender<bool>,
     connections: AtomicUsize,
@@ -74,6 +76,7 @@ impl Shared {
             rate_limiter: parts.rate_limiter,
             push: parts.push,
             media: parts.media,
+            presence: Presence::default(),
             shutting_down: AtomicBool::new(false),
             stop,
             connections: AtomicUsize::new(0),

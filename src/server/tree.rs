@@ -42,6 +42,7 @@ pub(crate) async fn start(builder: ServerBuilder) -> Result<ServerHandle, Server
     })?;
     let listener = Arc::new(listener);
     let node = Node::new();
+    let media_store = MediaStore::new(data_dir.join("media"), builder.limits.media_ttl);
     let shared = Arc::new(Shared::new(SharedParts {
         node: node.clone(),
         store,
@@ -50,7 +51,7 @@ pub(crate) async fn start(builder: ServerBuilder) -> Result<ServerHandle, Server
         authenticator: builder.authenticator,
         rate_limiter: builder.rate_limiter,
         push: builder.push,
-        media: MediaStore::new(data_dir.join("media")),
+        media: media_store,
     }));
     let spec = root_spec(&shared, writer, listener);
     let root = Supervisor::start(&node, spec)

@@ -255,36 +255,59 @@ impl Logic {
         id: [u8; 16],
         frame: ServerFrame,
     ) {
-        if self
-            .shared
-            .router
-            .hand_off(to, SessionMsg::Out(frame.clone()))
-            == Handoff::Queued
-        {
+        self.notice_many(std::slice::from_ref(to), from, id, frame)
+            .await;
+    }
+
+    /// Sends a server frame to every device of `to`: at once to those
+    /// online, parked (one store batch) for the others.
+    pub(crate) async fn notice_many(
+        &self,
+        to: &[DeviceKey],
+        from: &DeviceKey,
+        id: [u8; 16],
+        frame: ServerFrame,
+    ) {
+        let offline: Vec<&DeviceKey> = to
+            .iter()
+            .filter(|key| {
+                self.shared
+                    .router
+                    .hand_off(key, SessionMsg::Out(frame.clone()))
+                    == Handoff::Offline
+            })
+            .collect();
+        if offline.is_empty() {
             return;
         }
-        let body = match rmp_serde::to_vec(&frame) {
-            Ok(b) => b,
+        let body: bytes::Bytes = match rmp_serde::to_vec(&frame) {
+            Ok(b) => b.into(),
             Err(e) => {
                 tracing::error!(error = %e, "notice not encoded");
                 return;
             }
         };
-        let parked = ParkedFrame {
-            recipient: to.clone(),
-            sender: from.clone(),
-            id: store::MessageId(id),
-            group: Some(CONTROL.to_owned()),
-            body: body.into(),
-            sent_at_ms: now_ms(),
-        };
-        match self.shared.store.park(vec![parked]).await {
+        let sent_at_ms = now_ms();
+        let parked = offline
+            .iter()
+            .map(|key| ParkedFrame {
+                recipient: (*key).clone(),
+                sender: from.clone(),
+                id: store::MessageId(id),
+                group: Some(CONTROL.to_owned()),
+                body: body.clone(),
+                sent_at_ms,
+            })
+            .collect();
+        match self.shared.store.park(parked).await {
             Ok(outcomes) => {
-                if outcomes.first().is_some_and(|o| !o.is_duplicate()) {
-                    self.shared.depths.add(to, 1);
+                for (key, outcome) in offline.iter().zip(outcomes) {
+                    if !outcome.is_duplicate() {
+                        self.shared.depths.add(key, 1);
+                    }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, device = %to, "notice not parked"),
+            Err(e) => tracing::warn!(error = %e, "notices not parked"),
         }
     }
 
@@ -387,6 +410,11 @@ pub(crate) fn derived_id(label: &[u8], data: &[u8]) -> [u8; 16] {
 
 /// Parses a group id from its 32-character hex form.
 pub(crate) fn parse_group(s: &str) -> Option<GroupId> {
+    parse_hex16(s).map(GroupId)
+}
+
+/// Parses 16 bytes from 32 lowercase hex characters.
+pub(crate) fn parse_hex16(s: &str) -> Option<[u8; 16]> {
     let bytes = s.as_bytes();
     if bytes.len() != 32 {
         return None;
@@ -397,7 +425,7 @@ pub(crate) fn parse_group(s: &str) -> Option<GroupId> {
         let lo = hex_digit(pair[1])?;
         out[i] = (hi << 4) | lo;
     }
-    Some(GroupId(out))
+    Some(out)
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
