@@ -44,15 +44,33 @@ async fn crash_child_serves_until_killed() {
     handle.stopped().await;
 }
 
-fn spawn_child(dir: &std::path::Path) -> (Child, SocketAddr, CertFingerprint) {
+/// Kills the child when dropped, so a failing test leaves no server behind.
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn kill_9(&mut self) {
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(dir: &std::path::Path) -> (ChildGuard, SocketAddr, CertFingerprint) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["crash_child_serves_until_killed", "--exact", "--nocapture"])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
+        .map(ChildGuard)
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     loop {
         let line = lines.next().expect("child prints ready").unwrap();
@@ -115,8 +133,7 @@ async fn kill_9_mid_stream_loses_nothing_accepted() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill_9();
     // Whatever else was accepted before the socket died counts too.
     while let Ok(Some(Ok(frame))) = tokio::time::timeout(
         support::WAIT,
@@ -139,6 +156,5 @@ async fn kill_9_mid_stream_loses_nothing_accepted() {
         last = Some(d.id);
         delivered.insert(d.id);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill_9();
 }
