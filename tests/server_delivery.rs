@@ -317,3 +317,20 @@ fn assert_no_plaintext(dir: &std::path::Path, marker: &[u8]) {
         );
     }
 }
+
+#[tokio::test]
+async fn hibernating_logic_wakes_for_every_frame() {
+    let mut limits = Limits::default();
+    limits.logic_hibernate_after = std::time::Duration::ZERO;
+    let server = TestServer::with(limits, Durability::Memory).await;
+    let mut alice = server.client("alice", 0).await;
+    let mut bob = server.client("bob", 0).await;
+    for n in 0..20u8 {
+        alice.send_direct(&bob.device(), mid(n), &[n]).await;
+        let d = bob.expect_deliver().await;
+        assert_eq!(d.id, mid(n));
+        bob.ack(&d).await;
+        assert_eq!(alice.expect_delivered().await.id, mid(n));
+    }
+    server.handle.shutdown().await;
+}

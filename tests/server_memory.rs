@@ -35,6 +35,9 @@ async fn memory_child_serves_until_killed() {
     limits.handshake_timeout = Duration::from_secs(120);
     limits.idle_timeout = Duration::from_secs(3600);
     limits.heartbeat_interval = Duration::from_secs(1800);
+    // Idle logic stops at once: what every session looks like after the
+    // default 15 s of silence, without waiting for it.
+    limits.logic_hibernate_after = Duration::ZERO;
     let handle = support::builder(dir.as_ref(), limits, Durability::Fsync)
         .start()
         .await
@@ -65,6 +68,25 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+async fn open_unauthenticated(
+    addr: SocketAddr,
+    pin: CertFingerprint,
+    count: usize,
+) -> Vec<support::RawConn> {
+    let mut out = Vec::with_capacity(count);
+    let mut batch = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        batch.spawn(async move { support::RawConn::open_to(addr, pin).await });
+        if batch.len() >= 64 {
+            out.push(batch.join_next().await.unwrap().unwrap());
+        }
+    }
+    while let Some(c) = batch.join_next().await {
+        out.push(c.unwrap());
+    }
+    out
+}
+
 async fn open_sessions(
     addr: SocketAddr,
     pin: CertFingerprint,
@@ -77,6 +99,25 @@ async fn open_sessions(
         batch.spawn(async move {
             TestClient::connect_to(addr, pin, Identity::new(&format!("u{i}"), 0)).await
         });
+        if batch.len() >= 64 {
+            out.push(batch.join_next().await.unwrap().unwrap());
+        }
+    }
+    while let Some(c) = batch.join_next().await {
+        out.push(c.unwrap());
+    }
+    out
+}
+
+async fn connect_all(
+    addr: SocketAddr,
+    pin: CertFingerprint,
+    ids: Vec<Identity>,
+) -> Vec<TestClient> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut batch = tokio::task::JoinSet::new();
+    for id in ids {
+        batch.spawn(async move { TestClient::connect_to(addr, pin, id).await });
         if batch.len() >= 64 {
             out.push(batch.join_next().await.unwrap().unwrap());
         }
@@ -122,8 +163,20 @@ async fn memory_per_idle_authenticated_session() {
 
     // Warm up allocator pools, the store and the runtime with a first batch.
     let warm = open_sessions(addr, pin, 0, 500).await;
+    let mut ids = Vec::with_capacity(sessions);
+    for i in 500..500 + sessions {
+        ids.push(Identity::new(&format!("u{i}"), 0));
+    }
     let before = rss_kib(pid);
-    let clients = open_sessions(addr, pin, 500, sessions).await;
+    if std::env::var("COURIER_MEM_NOAUTH").is_ok() {
+        let conns = open_unauthenticated(addr, pin, sessions).await;
+        let after = rss_kib(pid);
+        let per = (after.saturating_sub(before)) as f64 * 1024.0 / sessions as f64;
+        println!("unauthenticated={sessions} per_connection_bytes={per:.0}");
+        drop(conns);
+        return;
+    }
+    let clients = connect_all(addr, pin, ids).await;
     // Let every session settle into its idle state: a ping round trip on a
     // sample proves the server has handled everything sent so far.
     let mut clients = clients;

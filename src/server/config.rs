@@ -51,6 +51,9 @@ pub struct Limits {
     pub logic_restart_limit: u32,
     /// The window of `logic_restart_limit`.
     pub logic_restart_period: Duration,
+    /// Idle time after which a session's logic process stops to save
+    /// memory; the session starts a new one for the next frame.
+    pub logic_hibernate_after: Duration,
 }
 
 impl Default for Limits {
@@ -74,6 +77,7 @@ impl Default for Limits {
             max_devices_per_user: 8,
             logic_restart_limit: 5,
             logic_restart_period: Duration::from_secs(10),
+            logic_hibernate_after: Duration::from_secs(15),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::store::{AnyStore, DeviceKey, Store, StoreError};
 /// Devices, prekeys and groups.
 pub(crate) struct Directory {
     store: AnyStore,
-    devices: DashMap<String, Arc<Vec<u32>>>,
+    devices: DashMap<String, Arc<[u32]>>,
 }
 
 impl Directory {
@@ -27,11 +27,11 @@ impl Directory {
     }
 
     /// The device numbers of `user`, ascending (empty for an unknown user).
-    pub(crate) async fn devices(&self, user: &str) -> Result<Arc<Vec<u32>>, StoreError> {
+    pub(crate) async fn devices(&self, user: &str) -> Result<Arc<[u32]>, StoreError> {
         if let Some(list) = self.devices.get(user) {
             return Ok(Arc::clone(list.value()));
         }
-        let list = Arc::new(self.store.devices(user).await?);
+        let list: Arc<[u32]> = self.store.devices(user).await?.into();
         if !list.is_empty() {
             self.devices.insert(user.to_owned(), Arc::clone(&list));
         }

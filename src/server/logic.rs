@@ -29,6 +29,10 @@ use crate::protocol::{
 };
 use crate::store::{Store, StoreError};
 
+/// The exit reason of a logic that stops because it was idle; its
+/// session starts a new one for the next frame.
+pub(crate) const HIBERNATE: &str = "hibernate";
+
 /// What a logic process receives.
 #[derive(Debug)]
 pub(crate) enum LogicMsg {
@@ -63,7 +67,13 @@ pub(crate) async fn run(
                 }
             }
         } else {
-            ctx.recv().await
+            let idle = logic.shared.limits.logic_hibernate_after;
+            match tokio::time::timeout(idle, ctx.recv()).await {
+                Ok(env) => env,
+                // Idle: stop to free the process; everything it needs to
+                // go on lives in the session state.
+                Err(_) => return ExitReason::ShutdownWith(HIBERNATE.into()),
+            }
         };
         match env {
             Envelope::Message(LogicMsg::Frame { n, frame }) => {

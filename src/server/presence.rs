@@ -1,7 +1,7 @@
 //! Presence and typing: ephemeral, in memory only, delivered to online
 //! devices and dropped for offline ones.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use dashmap::DashMap;
 
@@ -14,9 +14,10 @@ use crate::store::DeviceKey;
 /// Users followed by one subscription request, at most.
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 1024;
 
+/// A user's devices and their states (a short list: users have few).
 #[derive(Default)]
 struct UserPresence {
-    devices: HashMap<u32, PresenceState>,
+    devices: Vec<(u32, PresenceState)>,
     last_seen_ms: Option<u64>,
 }
 
@@ -34,13 +35,14 @@ impl Presence {
         let before = self.current(&device.user);
         {
             let mut entry = self.users.entry(device.user.clone()).or_default();
+            entry.devices.retain(|(d, _)| *d != device.device);
             if state == PresenceState::Offline {
-                entry.devices.remove(&device.device);
                 if entry.devices.is_empty() {
                     entry.last_seen_ms = Some(super::logic::now_ms());
+                    entry.devices = Vec::new();
                 }
             } else {
-                entry.devices.insert(device.device, state);
+                entry.devices.push((device.device, state));
             }
         }
         let after = self.current(&device.user);
@@ -66,7 +68,7 @@ impl Presence {
     fn current(&self, user: &UserName) -> protocol::Presence {
         let (state, last_seen_ms) = match self.users.get(user) {
             Some(p) => {
-                let state = if p.devices.values().any(|s| *s == PresenceState::Online) {
+                let state = if p.devices.iter().any(|(_, s)| *s == PresenceState::Online) {
                     PresenceState::Online
                 } else if p.devices.is_empty() {
                     PresenceState::Offline

@@ -138,34 +138,49 @@ async fn run_inner(
     peer: SocketAddr,
     guard: ConnGuard,
 ) -> ExitReason {
+    // Boxed: the handshake's state is large and only needed once, so an
+    // established session's future holds just the session.
+    let Some(mut session) = Box::pin(open(&ctx, shared, tcp, peer, guard)).await else {
+        return ExitReason::Normal;
+    };
+    let reason = session.serve(&mut ctx).await;
+    session.finish(&ctx);
+    reason
+}
+
+/// Completes TLS, sends `ServerHello` and starts the logic.
+async fn open(
+    ctx: &Ctx<SessionMsg>,
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+) -> Option<Session> {
     let _ = tcp.set_nodelay(true);
-    let started = Instant::now();
-    let deadline = started + shared.limits.handshake_timeout;
-    // Boxed: the handshake's state is large and only needed once.
-    let tls = match Box::pin(shared.tls.accept(tcp, shared.limits.handshake_timeout)).await {
+    let deadline = Instant::now() + shared.limits.handshake_timeout;
+    let tls = match shared
+        .tls
+        .accept(tcp, shared.limits.handshake_timeout)
+        .await
+    {
         Ok(tls) => tls,
         Err(err) => {
             tracing::debug!(error = %err, "tls handshake failed");
-            return ExitReason::Normal;
+            return None;
         }
     };
     let exporter = match crate::tls::exporter(&tls) {
         Ok(e) => e,
         Err(err) => {
             tracing::warn!(error = %err, "tls exporter failed");
-            return ExitReason::Normal;
+            return None;
         }
     };
     let mut conn = Conn::new(tls, shared.limits.max_frame_bytes);
     if shared.is_shutting_down() {
-        let _ = conn
-            .close_with(ErrorFrame::new(
-                ErrorCode::ShuttingDown,
-                "server is shutting down",
-                None,
-            ))
-            .await;
-        return ExitReason::Normal;
+        let err = ErrorFrame::new(ErrorCode::ShuttingDown, "server is shutting down", None);
+        let _ = conn.close_with(err).await;
+        return None;
     }
     let state = Arc::new(SessionState {
         conn: guard.id(),
@@ -190,8 +205,8 @@ async fn run_inner(
         limits: shared.wire_limits.clone(),
     };
     conn.queue(&ServerFrame::ServerHello(hello));
-    let logic = spawn_logic(&ctx, &shared, &state);
-    let mut session = Session {
+    let logic = Some(spawn_logic(ctx, &shared, &state));
+    Some(Session {
         shared,
         state,
         conn,
@@ -206,10 +221,7 @@ async fn run_inner(
         ping_sent: false,
         nonce: 0,
         closing: false,
-    };
-    let reason = session.serve(&mut ctx).await;
-    session.finish(&ctx);
-    reason
+    })
 }
 
 /// Starts a logic process linked to the session.
@@ -258,7 +270,8 @@ struct Session {
     state: Arc<SessionState>,
     conn: Conn,
     guard: ConnGuard,
-    logic: Addr<LogicMsg>,
+    /// The logic process; `None` while it hibernates.
+    logic: Option<Addr<LogicMsg>>,
     /// Number of the last frame handed to the logic.
     sent: u64,
     inflight: std::collections::VecDeque<(u64, Arc<ClientFrame>)>,
@@ -282,7 +295,7 @@ impl Session {
                 self.conn.shutdown().await;
                 return ExitReason::Normal;
             }
-            if let Err(reason) = self.pump() {
+            if let Err(reason) = self.pump(ctx) {
                 return reason;
             }
             if self.closing {
@@ -335,7 +348,7 @@ impl Session {
 
     /// Decodes buffered frames and hands them to the logic while the window
     /// allows.
-    fn pump(&mut self) -> Result<(), ExitReason> {
+    fn pump(&mut self, ctx: &Ctx<SessionMsg>) -> Result<(), ExitReason> {
         while self.sent - self.done() < WINDOW && !self.closing {
             let frame = match self.conn.decode() {
                 Ok(Some(frame)) => frame,
@@ -356,7 +369,7 @@ impl Session {
                 n: self.sent,
                 frame,
             };
-            if self.logic.try_send(msg).is_err() {
+            if self.logic(ctx).try_send(msg).is_err() {
                 // The logic is gone (its exit is on the way) or the window
                 // is wrong; either way the frame is in `inflight` and is
                 // handed to the next logic.
@@ -388,7 +401,9 @@ impl Session {
                 self.on_message(msg);
                 None
             }
-            Envelope::Exit { from, reason } if from == self.logic.pid() => {
+            Envelope::Exit { from, reason }
+                if self.logic.as_ref().is_some_and(|l| l.pid() == from) =>
+            {
                 self.on_logic_exit(ctx, reason)
             }
             Envelope::Exit { reason, .. } => {
@@ -448,6 +463,16 @@ impl Session {
         ctx: &mut Ctx<SessionMsg>,
         reason: ExitReason,
     ) -> Option<ExitReason> {
+        if matches!(&reason, ExitReason::ShutdownWith(why) if why == logic::HIBERNATE) {
+            self.logic = None;
+            self.trim_inflight();
+            // A frame handed over while it was stopping goes to a new one.
+            let pending: Vec<_> = self.inflight.iter().cloned().collect();
+            for (n, frame) in pending {
+                let _ = self.logic(ctx).try_send(LogicMsg::Frame { n, frame });
+            }
+            return None;
+        }
         if reason.is_clean() {
             self.closing = true;
             return None;
@@ -475,17 +500,27 @@ impl Session {
         if let Some((n, _)) = crashed {
             self.state.finished(n);
         }
-        self.logic = spawn_logic(ctx, &self.shared, &self.state);
-        if self.state.device().is_some() && !self.state.drained.load(Ordering::Acquire) {
-            let _ = self.logic.try_send(LogicMsg::Resume);
-        }
-        for (n, frame) in &self.inflight {
-            let _ = self.logic.try_send(LogicMsg::Frame {
-                n: *n,
-                frame: Arc::clone(frame),
-            });
+        self.logic = None;
+        let pending: Vec<_> = self.inflight.iter().cloned().collect();
+        let logic = self.logic(ctx).clone();
+        for (n, frame) in pending {
+            let _ = logic.try_send(LogicMsg::Frame { n, frame });
         }
         None
+    }
+
+    /// The logic process, started if it is hibernating or was restarted;
+    /// a new logic resumes an unfinished drain first.
+    fn logic(&mut self, ctx: &Ctx<SessionMsg>) -> &Addr<LogicMsg> {
+        let state = &self.state;
+        let shared = &self.shared;
+        self.logic.get_or_insert_with(|| {
+            let logic = spawn_logic(ctx, shared, state);
+            if state.device().is_some() && !state.drained.load(Ordering::Acquire) {
+                let _ = logic.try_send(LogicMsg::Resume);
+            }
+            logic
+        })
     }
 
     fn next_timer(&self) -> Instant {
@@ -559,7 +594,9 @@ impl Session {
             }
             self.shared.depths.went_offline(&key, &self.shared);
         }
-        ctx.node().kill(self.logic.pid());
+        if let Some(logic) = &self.logic {
+            ctx.node().kill(logic.pid());
+        }
     }
 }
 

@@ -14,8 +14,6 @@ use crate::protocol::{ClientFrame, ErrorFrame, FrameError, ServerCodec, ServerFr
 
 /// The read buffer allocated for a read; it grows to hold a whole frame.
 const READ_CHUNK: usize = 512;
-/// Write buffers larger than this are released after a flush.
-const KEEP_CAPACITY: usize = 1024;
 
 /// A socket write that did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -83,11 +81,10 @@ impl Conn {
             Ok(Err(err)) => return Err(IoError::Io(err)),
             Err(_) => return Err(IoError::Timeout),
         }
-        self.wbuf.clear();
         self.wframes = 0;
-        if self.wbuf.capacity() > KEEP_CAPACITY {
-            self.wbuf = BytesMut::new();
-        }
+        // Freed rather than kept: an idle connection holds no write buffer,
+        // and a busy one allocates one per burst, not per frame.
+        self.wbuf = BytesMut::new();
         Ok(())
     }
 
