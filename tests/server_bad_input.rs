@@ -271,3 +271,39 @@ async fn full_disk_answers_storage_unavailable_and_acknowledges_nothing() {
     assert_eq!(d.id, mid(1));
     handle.shutdown().await;
 }
+
+#[cfg(feature = "chaos")]
+#[tokio::test]
+async fn panic_with_pipelined_sends_loses_none_of_the_others() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice", 0).await;
+    let mut bob = server.client("bob", 0).await;
+    assert!(server.handle.panic_on_next_frame(&alice.device()));
+    for n in 1..=6u8 {
+        alice
+            .send(SendDirect {
+                id: mid(n),
+                to: bob.device(),
+                body: bytes::Bytes::from(vec![n]),
+            })
+            .await;
+    }
+    let mut accepted = Vec::new();
+    let mut failed = Vec::new();
+    while accepted.len() + failed.len() < 6 {
+        match alice.recv().await {
+            ServerFrame::Accepted(a) => accepted.push(a.id),
+            ServerFrame::Error(e) => {
+                assert_eq!(e.code, ErrorCode::InternalError);
+                failed.push(e.id.unwrap());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(failed, vec![mid(1)], "only the frame that crashed fails");
+    for n in 2..=6u8 {
+        let d = bob.expect_deliver().await;
+        assert_eq!(d.id, mid(n));
+    }
+    server.handle.shutdown().await;
+}

@@ -10,9 +10,13 @@ mod delivery;
 mod directory_ops;
 mod media_ops;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use supervisors::{Addr, Ctx, Envelope, ExitReason};
 
 pub(crate) use self::bucket::TokenBucket;
@@ -40,6 +44,37 @@ pub(crate) enum LogicMsg {
     Frame { n: u64, frame: Arc<ClientFrame> },
     /// Continue the drain a crashed predecessor started.
     Resume,
+    /// Frame number `n` crashed a predecessor: count it as finished, in
+    /// order.
+    Skip { n: u64 },
+}
+
+/// Sends and acks in flight at once per connection, at most.
+const PIPELINE: usize = 32;
+
+/// A pipelined store operation of frame `n`.
+type Work = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// The pipelined operations of a connection.
+type Pipeline = FuturesOrdered<Pin<Box<dyn Future<Output = (u64, Done)> + Send>>>;
+
+/// The result of a pipelined store operation, finished in frame order.
+pub(crate) enum Done {
+    /// Nothing left to do (keeps a frame's place in the order).
+    Nothing,
+    /// A send was parked (or failed).
+    Parked {
+        id: MessageId,
+        routes: Vec<delivery::Route>,
+        result: Result<Vec<crate::store::ParkOutcome>, StoreError>,
+    },
+    /// An ack removed a frame (or found none, or failed).
+    Removed {
+        id: MessageId,
+        me: DeviceId,
+        from: crate::store::DeviceKey,
+        result: Result<bool, StoreError>,
+    },
 }
 
 /// Runs the logic of one session.
@@ -55,9 +90,22 @@ pub(crate) async fn run(
         session,
         draining: false,
         closed: false,
+        pipeline: parking_lot::Mutex::new(FuturesOrdered::new()),
+        current: 0,
+        pushed: false,
     };
     loop {
-        let env = if logic.draining {
+        let queued = logic.pipeline.get_mut().len();
+        let env = if queued > 0 {
+            tokio::select! {
+                biased;
+                Some((n, done)) = logic.pipeline.get_mut().next() => {
+                    Box::pin(logic.complete(n, done)).await;
+                    continue;
+                }
+                env = ctx.recv(), if queued < PIPELINE => env,
+            }
+        } else if logic.draining {
             match ctx.try_recv() {
                 Some(env) => env,
                 None => {
@@ -77,21 +125,44 @@ pub(crate) async fn run(
         };
         match env {
             Envelope::Message(LogicMsg::Frame { n, frame }) => {
+                logic.state.handling.store(n, Ordering::Release);
                 if logic.state.panic_next.swap(false, Ordering::SeqCst) {
                     panic!("fault injected into session logic");
                 }
+                if !logic.closed && !pipelined(&frame) {
+                    // Everything else waits for the sends before it, so
+                    // that, e.g., a Pong follows their Accepted frames.
+                    logic.flush_pipeline().await;
+                }
+                logic.current = n;
+                logic.pushed = false;
                 if !logic.closed && !Box::pin(logic.handle(&frame)).await {
                     // The session closes the connection; frames already
                     // read are not handled any more.
                     logic.closed = true;
                     logic.draining = false;
                 }
-                logic.state.finished(n);
+                logic.after(n);
+            }
+            Envelope::Message(LogicMsg::Skip { n }) => {
+                logic.pushed = false;
+                logic.after(n);
             }
             Envelope::Message(LogicMsg::Resume) => logic.draining = true,
             _ => {}
         }
     }
+}
+
+/// Whether a frame's store work may overlap with the next frames'.
+fn pipelined(frame: &ClientFrame) -> bool {
+    matches!(
+        frame,
+        ClientFrame::SendDirect(_)
+            | ClientFrame::SendToUser(_)
+            | ClientFrame::SendToGroup(_)
+            | ClientFrame::DeliveryAck(_)
+    )
 }
 
 pub(crate) struct Logic {
@@ -102,9 +173,63 @@ pub(crate) struct Logic {
     pub(crate) draining: bool,
     /// The connection is closing.
     closed: bool,
+    /// Store operations in flight, finished in frame order. (In a mutex
+    /// only to make `Logic` `Sync`; it is reached through `get_mut`.)
+    pipeline: parking_lot::Mutex<Pipeline>,
+    /// The frame being handled.
+    current: u64,
+    /// Whether handling it pushed work into the pipeline.
+    pushed: bool,
 }
 
 impl Logic {
+    /// Queues the store work of the current frame.
+    pub(crate) fn push(&mut self, work: impl Future<Output = Done> + Send + 'static) {
+        let n = self.current;
+        self.pushed = true;
+        let work: Work = Box::pin(work);
+        self.pipeline
+            .get_mut()
+            .push_back(Box::pin(async move { (n, work.await) }));
+    }
+
+    /// Frame `n` was handled: it is finished now, or after the work ahead
+    /// of it in the pipeline.
+    fn after(&mut self, n: u64) {
+        if self.pushed {
+            return;
+        }
+        let pipeline = self.pipeline.get_mut();
+        if pipeline.is_empty() {
+            self.state.finished(n);
+        } else {
+            pipeline.push_back(Box::pin(std::future::ready((n, Done::Nothing))));
+        }
+    }
+
+    /// Finishes all pipelined work, in order.
+    async fn flush_pipeline(&mut self) {
+        while let Some((n, done)) = self.pipeline.get_mut().next().await {
+            Box::pin(self.complete(n, done)).await;
+        }
+    }
+
+    /// Finishes one pipelined operation of frame `n`.
+    async fn complete(&mut self, n: u64, done: Done) {
+        self.state.handling.store(n, Ordering::Release);
+        match done {
+            Done::Nothing => {}
+            Done::Parked { id, routes, result } => self.parked(id, routes, result).await,
+            Done::Removed {
+                id,
+                me,
+                from,
+                result,
+            } => self.removed(id, &me, &from, result).await,
+        }
+        self.state.finished(n);
+    }
+
     /// Handles one frame; false when the connection must close.
     async fn handle(&mut self, frame: &ClientFrame) -> bool {
         let phase = if self.state.device().is_some() {

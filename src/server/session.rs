@@ -76,6 +76,9 @@ pub(crate) struct SessionState {
     device: OnceLock<DeviceId>,
     /// The number of the last frame the logic finished.
     done: AtomicU64,
+    /// The number of the frame the logic is working on (to name the one
+    /// that crashed it).
+    pub(crate) handling: AtomicU64,
     progress: Notify,
     /// Fault injection: the logic panics on its next frame.
     pub(crate) panic_next: AtomicBool,
@@ -189,6 +192,7 @@ async fn open(
         exporter,
         device: OnceLock::new(),
         done: AtomicU64::new(0),
+        handling: AtomicU64::new(0),
         progress: Notify::new(),
         panic_next: AtomicBool::new(false),
         drain_cursor: AtomicU64::new(0),
@@ -485,7 +489,12 @@ impl Session {
         self.restarts.push(now);
         let done = self.done();
         self.inflight.retain(|(n, _)| *n > done);
-        let crashed = self.inflight.pop_front();
+        let crashed_n = self.state.handling.load(Ordering::Acquire);
+        let crashed = self
+            .inflight
+            .iter()
+            .position(|(n, _)| *n == crashed_n)
+            .and_then(|at| self.inflight.remove(at));
         let id = crashed.as_ref().and_then(|(_, f)| request_id(f));
         let err = ErrorFrame::new(
             ErrorCode::InternalError,
@@ -497,14 +506,21 @@ impl Session {
             return None;
         }
         self.write(&ServerFrame::Error(err));
-        if let Some((n, _)) = crashed {
-            self.state.finished(n);
-        }
+        // The new logic gets every unfinished frame again, in order, and
+        // counts the crashed one as finished in its place.
         self.logic = None;
-        let pending: Vec<_> = self.inflight.iter().cloned().collect();
         let logic = self.logic(ctx).clone();
+        let pending: Vec<_> = self.inflight.iter().cloned().collect();
+        let mut skipped = crashed.is_none();
         for (n, frame) in pending {
+            if !skipped && n > crashed_n {
+                let _ = logic.try_send(LogicMsg::Skip { n: crashed_n });
+                skipped = true;
+            }
             let _ = logic.try_send(LogicMsg::Frame { n, frame });
+        }
+        if !skipped {
+            let _ = logic.try_send(LogicMsg::Skip { n: crashed_n });
         }
         None
     }

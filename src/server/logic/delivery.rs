@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
 
-use super::{Logic, now_ms, storage_code};
+use super::{Done, Logic, now_ms, storage_code};
 use crate::protocol::{
     Accepted, Deliver, Delivered, DeliveryAck, DeviceId, ErrorCode, GroupId, MessageId, SendDirect,
     SendToGroup, SendToUser, ServerFrame, UserName,
@@ -12,7 +12,7 @@ use crate::protocol::{
 use crate::server::metrics as m;
 use crate::server::router::{Handoff, key_of};
 use crate::server::session::SessionMsg;
-use crate::store::{self, DeviceKey, ParkOutcome, ParkedFrame, Store, StoredFrame};
+use crate::store::{self, DeviceKey, ParkOutcome, ParkedFrame, Store, StoreError, StoredFrame};
 
 /// The `group` marker of a parked frame that is not a message but a server
 /// frame to replay (a receipt or a group notice), stored encoded in `body`.
@@ -22,7 +22,7 @@ pub(crate) const CONTROL: &str = "\u{0}control";
 const DRAIN_PAGE: usize = 128;
 
 /// One recipient of a send: where it goes and what it becomes.
-struct Route {
+pub(crate) struct Route {
     key: DeviceKey,
     deliver: ServerFrame,
 }
@@ -137,7 +137,7 @@ impl Logic {
     /// Parks one frame per recipient (group commit), answers `Accepted`,
     /// then forwards to the recipients that are online.
     async fn park_and_route(
-        &self,
+        &mut self,
         me: &DeviceId,
         id: MessageId,
         group: Option<GroupId>,
@@ -188,7 +188,26 @@ impl Logic {
             });
         }
         metrics::histogram!(m::PARK_BATCH).record(parked.len() as f64);
-        let outcomes = match self.shared.store.park(parked).await {
+        // Parks of one connection are pipelined: the store commits them in
+        // submission order and their completions run in that order too.
+        let store = self.shared.store.clone();
+        self.push(async move {
+            Done::Parked {
+                id,
+                routes,
+                result: store.park(parked).await,
+            }
+        });
+    }
+
+    /// Finishes a pipelined park: `Accepted`, then forward.
+    pub(super) async fn parked(
+        &self,
+        id: MessageId,
+        routes: Vec<Route>,
+        result: Result<Vec<ParkOutcome>, StoreError>,
+    ) {
+        let outcomes = match result {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "park failed");
@@ -226,27 +245,38 @@ impl Logic {
     pub(super) async fn delivery_ack(&mut self, me: &DeviceId, f: &DeliveryAck) {
         let mine = key_of(me);
         let from = key_of(&f.from);
-        match self
-            .shared
-            .store
-            .remove(&mine, &from, store::MessageId(f.id.0))
-            .await
-        {
-            Ok(Some(_)) => {
+        let store = self.shared.store.clone();
+        let (id, me) = (f.id, me.clone());
+        self.push(async move {
+            let result = store.remove(&mine, &from, store::MessageId(id.0)).await;
+            Done::Removed {
+                id,
+                me,
+                from,
+                result: result.map(|r| r.is_some()),
+            }
+        });
+    }
+
+    /// Finishes a pipelined ack: a receipt to the sender.
+    pub(super) async fn removed(
+        &self,
+        id: MessageId,
+        me: &DeviceId,
+        from: &DeviceKey,
+        result: Result<bool, StoreError>,
+    ) {
+        match result {
+            Ok(true) => {
+                let mine = key_of(me);
                 metrics::counter!(m::ACKED).increment(1);
                 self.shared.depths.sub(&mine, 1);
-                let receipt = ServerFrame::Delivered(Delivered {
-                    id: f.id,
-                    to: me.clone(),
-                });
-                self.notice(&from, &mine, receipt_id(f.id), receipt).await;
+                let receipt = ServerFrame::Delivered(Delivered { id, to: me.clone() });
+                self.notice(from, &mine, receipt_id(id), receipt).await;
             }
             // Not held (already acked, or never this device's): ignored.
-            Ok(None) => {}
-            Err(e) => {
-                self.error(storage_code(&e), e.to_string(), Some(f.id))
-                    .await
-            }
+            Ok(false) => {}
+            Err(e) => self.error(storage_code(&e), e.to_string(), Some(id)).await,
         }
     }
 
