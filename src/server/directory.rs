@@ -38,6 +38,11 @@ impl Directory {
         Ok(list)
     }
 
+    /// The device numbers of `user` if they are cached.
+    pub(crate) fn cached_devices(&self, user: &str) -> Option<Arc<[u32]>> {
+        self.devices.get(user).map(|l| Arc::clone(l.value()))
+    }
+
     /// Whether `device` is registered.
     pub(crate) async fn has_device(&self, device: &DeviceId) -> Result<bool, StoreError> {
         Ok(self
@@ -52,6 +57,8 @@ impl Directory {
         if self.store.add_device(&key).await? {
             self.devices.remove(device.user.as_str());
         }
+        // Warm the cache: presence reads it without waiting.
+        self.devices(device.user.as_str()).await?;
         Ok(())
     }
 }

@@ -335,11 +335,7 @@ impl Logic {
             replace(&self.shared, &old);
         }
         self.shared.depths.came_online(&key, &self.shared);
-        self.shared.presence.set(
-            &self.shared,
-            &device,
-            crate::protocol::PresenceState::Online,
-        );
+        self.shared.presence.came_online(&self.shared, &device);
         tracing::info!(device = %device, "device online");
         if remaining < self.shared.limits.prekeys_low_threshold {
             self.out(ServerFrame::PrekeysLow(crate::protocol::PrekeysLow {

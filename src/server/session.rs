@@ -31,7 +31,7 @@ use super::router::key_of;
 use super::shared::{ConnGuard, Shared};
 use crate::protocol::{
     CHALLENGE_BYTES, ClientFrame, DeviceId, ErrorCode, ErrorFrame, MessageId, PROTOCOL_VERSION,
-    Ping, PresenceState, ServerFrame, ServerHello,
+    Ping, ServerFrame, ServerHello,
 };
 
 /// Frames handed to the logic and not finished yet, at most.
@@ -604,9 +604,7 @@ impl Session {
         if let Some(device) = self.state.device() {
             let key = key_of(device);
             if self.shared.router.unregister(&key, self.state.conn) {
-                self.shared
-                    .presence
-                    .set(&self.shared, device, PresenceState::Offline);
+                self.shared.presence.went_offline(&self.shared, device);
             }
             self.shared.depths.went_offline(&key, &self.shared);
         }

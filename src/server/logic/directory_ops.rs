@@ -417,7 +417,7 @@ impl Logic {
                 } else {
                     f.state
                 };
-                self.shared.presence.set(&self.shared, me, state);
+                self.shared.presence.update(&self.shared, me, state);
             }
             ClientFrame::Typing(f) => self.typing(me, f).await,
             _ => {}
