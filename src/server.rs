@@ -23,7 +23,11 @@
 //! A session owns the socket and the authentication state; its frame logic
 //! runs in a linked process that the session restarts when it panics, so the
 //! connection survives (the client gets an `InternalError` frame for the
-//! frame that crashed, and nothing else changes).
+//! frame that crashed, and nothing else changes). The session plays the
+//! supervisor for its logic (restart intensity from [`Limits`]) instead of
+//! running a supervisor process per connection, and an idle logic stops
+//! after [`Limits::logic_hibernate_after`] and is started again by the next
+//! frame, which keeps an idle session near 12 KiB.
 //!
 //! # Delivery
 //!
@@ -31,7 +35,10 @@
 //! `Accepted`, then forwarded to the recipient's session if it is online. A
 //! device that connects drains its parked frames in order before live ones.
 //! A `DeliveryAck` deletes the frame and sends a `Delivered` receipt to the
-//! sender, parking the receipt when the sender is offline.
+//! sender, parking the receipt when the sender is offline. The store work of
+//! up to 32 sends and acks of one connection is in flight at once; their
+//! completions (`Accepted`, forwarding, receipts) run in frame order, so
+//! per-sender order holds. Any other frame waits for the sends before it.
 //!
 //! # Limitations
 //!
@@ -42,6 +49,15 @@
 //! - A user name is bound to its first device's identity; the default
 //!   [`Authenticator`] lets further devices register only with the same
 //!   identity, so multi-device needs an embedder's authenticator.
+//! - When a logic crashes while sends of its connection are in flight, they
+//!   are handed to the new logic again; one whose park had already
+//!   committed is answered `Accepted` (a duplicate) but not forwarded live,
+//!   so an online recipient gets it on its next connection.
+//! - The mailbox quota is checked before parking, so up to 32 pipelined
+//!   sends of one connection may overshoot it.
+//! - Media blobs have a size limit and a time to live but no quota per user.
+//! - Group owners and creating request ids are stored as pseudo-members of
+//!   the store's member set (the store has no column for them).
 
 mod auth;
 mod config;
