@@ -19,5 +19,6 @@
 pub mod chaos;
 pub mod crypto;
 pub mod protocol;
+pub mod server;
 pub mod store;
 pub mod tls;
