@@ -1,0 +1,455 @@
+//! The background task that owns the connection and the local state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::crypto::{IdentityKeyPair, PrekeySecrets};
+use crate::protocol::{
+    ClientFrame, DeviceBundle, DeviceId, ErrorCode, ErrorFrame, MessageId, OneTimePrekey, Ping,
+    Pong, ServerFrame, SignedPrekey, UploadPrekeys, UserName,
+};
+use crate::tls::ClientTls;
+
+use super::backoff::{Backoff, TokenBucket};
+use super::conn::Connection;
+use super::store::{LocalStore, OutboxEntry};
+use super::{ClientConfig, ClientError, Content, Counters, Event};
+
+/// Requests from [`Client`](super::Client) handles.
+pub(crate) enum Command {
+    Send {
+        to: UserName,
+        id: MessageId,
+        content: Content,
+        reply: oneshot::Sender<Result<MessageId, ClientError>>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// An outbox entry and what this run of the client knows about it.
+pub(crate) struct Pending {
+    pub(crate) entry: OutboxEntry,
+    /// Sent on the current connection, waiting for `Accepted`.
+    pub(crate) in_flight: bool,
+    /// Not before this instant (after a retryable refusal).
+    pub(crate) retry_at: Option<Instant>,
+    /// Retryable refusals so far.
+    pub(crate) attempts: u32,
+}
+
+/// Per-connection state.
+pub(crate) struct Link {
+    pub(crate) tokens: TokenBucket,
+    /// The prekey count of `Welcome`: a `PrekeysLow` with this count that
+    /// follows it reports the same shortage the client already fixed.
+    pub(crate) welcome_prekeys: Option<u32>,
+    pub(crate) prekey_target: u32,
+    pub(crate) last_rx: Instant,
+    pub(crate) idle_timeout: Duration,
+    next_ping: u64,
+    /// The ping whose pong proves the server handled the frames before it.
+    ready_ping: Option<u64>,
+}
+
+/// How a connection ended.
+enum End {
+    Closed(Option<oneshot::Sender<()>>),
+    Lost(ClientError),
+}
+
+/// The client's state, driven by one task.
+pub(crate) struct Engine {
+    pub(crate) config: ClientConfig,
+    tls: ClientTls,
+    pub(crate) store: Arc<LocalStore>,
+    pub(crate) identity: IdentityKeyPair,
+    pub(crate) prekeys: PrekeySecrets,
+    events: mpsc::Sender<Event>,
+    commands: mpsc::Receiver<Command>,
+    pub(crate) counters: Arc<Counters>,
+    /// The outbox in send order.
+    pub(crate) outbox: BTreeMap<u64, Pending>,
+    /// Known device numbers per user (for this user: the other devices).
+    pub(crate) devices: HashMap<UserName, Vec<u32>>,
+    /// Bundles fetched for devices without a session, not used yet.
+    pub(crate) bundles: HashMap<DeviceId, DeviceBundle>,
+    /// Bundle requests waiting for an answer, by request id.
+    pub(crate) bundle_requests: HashMap<MessageId, UserName>,
+    /// Told when the first connection is ready (prekeys stored by the server).
+    ready: Option<oneshot::Sender<Result<(), ClientError>>>,
+}
+
+impl Engine {
+    #[expect(clippy::too_many_arguments, reason = "private constructor called once")]
+    pub(crate) fn new(
+        config: ClientConfig,
+        tls: ClientTls,
+        store: Arc<LocalStore>,
+        identity: IdentityKeyPair,
+        prekeys: PrekeySecrets,
+        events: mpsc::Sender<Event>,
+        commands: mpsc::Receiver<Command>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, ClientError> {
+        let outbox = store
+            .outbox()?
+            .into_iter()
+            .map(|(seq, entry)| {
+                let pending = Pending {
+                    entry,
+                    in_flight: false,
+                    retry_at: None,
+                    attempts: 0,
+                };
+                (seq, pending)
+            })
+            .collect();
+        let devices = store.all_devices()?.into_iter().collect();
+        Ok(Self {
+            config,
+            tls,
+            store,
+            identity,
+            prekeys,
+            events,
+            commands,
+            counters,
+            outbox,
+            devices,
+            bundles: HashMap::new(),
+            bundle_requests: HashMap::new(),
+            ready: None,
+        })
+    }
+
+    /// This device.
+    pub(crate) fn me(&self) -> &DeviceId {
+        &self.config.device
+    }
+
+    /// Connects, serves, reconnects with backoff, until closed or a fatal
+    /// error. `ready` learns the outcome of the first connection.
+    pub(crate) async fn run(mut self, ready: oneshot::Sender<Result<(), ClientError>>) {
+        self.ready = Some(ready);
+        let mut backoff = Backoff::new(self.config.reconnect_initial, self.config.reconnect_max);
+        loop {
+            let opened = Connection::open(
+                &self.config.server,
+                &self.config.server_name,
+                &self.tls,
+                &self.config.device,
+                &self.identity,
+                self.config.connect_timeout,
+            )
+            .await;
+            match opened {
+                Ok(conn) => {
+                    backoff.reset();
+                    self.counters.bump_connections();
+                    tracing::info!(device = %self.me(), "connected");
+                    self.emit(Event::Connected).await;
+                    match self.serve(conn).await {
+                        End::Closed(reply) => {
+                            // Release the store before the caller hears of it.
+                            drop(self);
+                            if let Some(reply) = reply {
+                                let _ = reply.send(());
+                            }
+                            return;
+                        }
+                        End::Lost(error) => {
+                            if let Some(ready) = self.ready.take() {
+                                let _ = ready.send(Err(error));
+                                return;
+                            }
+                            tracing::info!(device = %self.me(), %error, "disconnected");
+                            let reason = error.to_string();
+                            self.emit(Event::Disconnected { reason }).await;
+                            if error.is_fatal() {
+                                self.emit(Event::Stopped { error }).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    if let Some(ready) = self.ready.take() {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                    tracing::warn!(device = %self.me(), %error, "reconnect failed");
+                    if error.is_fatal() {
+                        self.emit(Event::Stopped { error }).await;
+                        return;
+                    }
+                }
+            }
+            let delay = backoff.next_delay();
+            if let Some(reply) = self.wait_offline(delay).await {
+                drop(self);
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+                return;
+            }
+        }
+    }
+
+    /// Takes commands while disconnected, for `delay`. `Some` once closed
+    /// (with the closer to answer, if any).
+    async fn wait_offline(&mut self, delay: Duration) -> Option<Option<oneshot::Sender<()>>> {
+        let deadline = tokio::time::sleep(delay);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => return None,
+                command = self.commands.recv() => match command {
+                    None => return Some(None),
+                    Some(Command::Close { reply }) => return Some(Some(reply)),
+                    Some(command) => self.on_command(command),
+                },
+            }
+        }
+    }
+
+    /// Runs one authenticated connection until it ends.
+    async fn serve(&mut self, mut conn: Connection) -> End {
+        let now = Instant::now();
+        let idle_timeout = Duration::from_millis(u64::from(conn.limits.idle_timeout_ms.max(3000)));
+        let mut link = Link {
+            tokens: TokenBucket::new(conn.limits.messages_per_second, now),
+            welcome_prekeys: Some(conn.welcome.prekeys_remaining),
+            prekey_target: self
+                .config
+                .one_time_prekeys
+                .min(conn.limits.max_one_time_prekeys),
+            last_rx: now,
+            idle_timeout,
+            next_ping: 1,
+            ready_ping: None,
+        };
+        for pending in self.outbox.values_mut() {
+            pending.in_flight = false;
+        }
+        self.bundle_requests.clear();
+        if let Err(error) = self.on_welcome(&mut conn, &mut link) {
+            return End::Lost(error);
+        }
+
+        let ping_every = idle_timeout / 3;
+        let mut ping = tokio::time::interval_at(now + ping_every, ping_every);
+        loop {
+            if let Err(error) = self.pump(&mut conn, &mut link).await {
+                return End::Lost(error);
+            }
+            let wake = self.next_wake(&link);
+            tokio::select! {
+                frame = conn.recv() => {
+                    let handled = match frame {
+                        Ok(frame) => {
+                            link.last_rx = Instant::now();
+                            self.on_frame(&mut conn, &mut link, frame).await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = handled {
+                        return End::Lost(error);
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    None => {
+                        conn.close().await;
+                        return End::Closed(None);
+                    }
+                    Some(Command::Close { reply }) => {
+                        conn.close().await;
+                        return End::Closed(Some(reply));
+                    }
+                    Some(command) => self.on_command(command),
+                },
+                _ = ping.tick() => {
+                    if link.last_rx.elapsed() > link.idle_timeout {
+                        return End::Lost(ClientError::Timeout { during: "waiting for the server" });
+                    }
+                    let nonce = link.next_ping;
+                    link.next_ping += 1;
+                    if let Err(error) = conn.queue(&ClientFrame::Ping(Ping { nonce })) {
+                        return End::Lost(error);
+                    }
+                }
+                () = sleep_until_opt(wake) => {}
+            }
+        }
+    }
+
+    /// After `Welcome`: top up prekeys and learn this user's other devices.
+    fn on_welcome(&mut self, conn: &mut Connection, link: &mut Link) -> Result<(), ClientError> {
+        let remaining = conn.welcome.prekeys_remaining;
+        let low_water = self.config.prekey_low_water.min(link.prekey_target);
+        if self.prekeys.current_signed_prekey().is_none() || remaining < low_water.max(1) {
+            self.upload_prekeys(conn, link.prekey_target.saturating_sub(remaining))?;
+        } else {
+            link.welcome_prekeys = None;
+        }
+        if self.config.sync_own_devices {
+            let me = self.me().user.clone();
+            self.request_bundle(conn, &me)?;
+        }
+        if self.ready.is_some() {
+            // Ready once the server has handled the upload above: a ping
+            // sent after it is answered after it.
+            let nonce = link.next_ping;
+            link.next_ping += 1;
+            link.ready_ping = Some(nonce);
+            conn.queue(&ClientFrame::Ping(Ping { nonce }))?;
+        }
+        Ok(())
+    }
+
+    /// Generates `count` one-time prekeys (and a signed prekey if there is
+    /// none), stores the secrets, then queues the upload.
+    fn upload_prekeys(&mut self, conn: &mut Connection, count: u32) -> Result<(), ClientError> {
+        let mut rng = rand::rng();
+        let mut prekeys = self.prekeys.clone();
+        let signed = match prekeys.current_signed_prekey() {
+            Some(signed) => signed,
+            None => prekeys.rotate_signed_prekey(&mut rng, &self.identity),
+        };
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let one_time = prekeys.generate_one_time_prekeys(&mut rng, count);
+        self.store.write(|txn| txn.put_prekeys(&prekeys))?;
+        self.prekeys = prekeys;
+        tracing::debug!(count = one_time.len(), "uploading prekeys");
+        conn.queue(&ClientFrame::UploadPrekeys(UploadPrekeys {
+            signed_prekey: SignedPrekey {
+                id: signed.id,
+                key: signed.key,
+                signature: signed.signature,
+            },
+            one_time: one_time
+                .iter()
+                .map(|p| OneTimePrekey {
+                    id: p.id,
+                    key: p.key,
+                })
+                .collect(),
+        }))
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Send {
+                to,
+                id,
+                content,
+                reply,
+            } => {
+                let result = self.enqueue(&to, id, &content).map(|()| id);
+                let _ = reply.send(result);
+            }
+            Command::Close { reply } => {
+                // Handled by the loops; reaching here means nothing to close.
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        conn: &mut Connection,
+        link: &mut Link,
+        frame: ServerFrame,
+    ) -> Result<(), ClientError> {
+        match frame {
+            ServerFrame::Deliver(deliver) => self.on_deliver(conn, deliver).await,
+            ServerFrame::Accepted(accepted) => self.on_accepted(accepted.id).await,
+            ServerFrame::Delivered(delivered) => {
+                self.on_delivered(delivered.id, delivered.to).await
+            }
+            ServerFrame::Bundle(bundle) => self.on_bundle(bundle).await,
+            ServerFrame::PrekeysLow(low) => {
+                if link.welcome_prekeys.take() == Some(low.remaining) {
+                    return Ok(());
+                }
+                let missing = link.prekey_target.saturating_sub(low.remaining);
+                if missing > 0 {
+                    self.upload_prekeys(conn, missing)?;
+                }
+                Ok(())
+            }
+            ServerFrame::Ping(ping) => conn.queue(&ClientFrame::Pong(Pong { nonce: ping.nonce })),
+            ServerFrame::Error(error) => self.on_error(error).await,
+            ServerFrame::Pong(pong) => {
+                if link.ready_ping == Some(pong.nonce) {
+                    link.ready_ping = None;
+                    if let Some(ready) = self.ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                }
+                Ok(())
+            }
+            other => {
+                tracing::debug!(frame = other.name(), "ignoring frame");
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_error(&mut self, error: ErrorFrame) -> Result<(), ClientError> {
+        let ErrorFrame { code, text, id } = error;
+        if let Some(id) = id {
+            if let Some(user) = self.bundle_requests.remove(&id) {
+                return self.on_bundle_error(&user, code, text).await;
+            }
+            if self.outbox.values().any(|p| p.entry.id == id) {
+                return self.on_send_error(id, code, text).await;
+            }
+        }
+        if code.closes_connection() {
+            return Err(ClientError::Server { code, text });
+        }
+        match code {
+            ErrorCode::TooManyPrekeys => tracing::debug!(%text, "server holds enough prekeys"),
+            _ => tracing::warn!(code = code.as_u16(), %text, "server error"),
+        }
+        Ok(())
+    }
+
+    /// Hands an event to the application (waits while its queue is full).
+    pub(crate) async fn emit(&self, event: Event) {
+        let _ = self.events.send(event).await;
+    }
+
+    /// The earliest instant at which something waiting may proceed.
+    fn next_wake(&self, link: &Link) -> Option<Instant> {
+        let retry = self
+            .outbox
+            .values()
+            .filter(|p| !p.in_flight)
+            .filter_map(|p| p.retry_at)
+            .min();
+        let has_unsent = self
+            .outbox
+            .values()
+            .any(|p| !p.in_flight && p.entry.copies.is_some());
+        let tokens = has_unsent.then(|| link.tokens.next_token_at());
+        match (retry, tokens) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .filter(|at| *at > Instant::now())
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

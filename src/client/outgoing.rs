@@ -1,0 +1,502 @@
+//! Sending: the outbox, sealing to every device, bundles, acceptance.
+
+use std::collections::HashSet;
+
+use tokio::time::Instant;
+
+use crate::crypto::{
+    DeviceIdentity, OneTimePrekeyPublic, PrekeyBundle, Session, SignedPrekeyPublic,
+};
+use crate::protocol::{
+    Bundle, ClientFrame, DeviceBundle, DeviceId, ErrorCode, MessageId, RequestBundle, SealedCopy,
+    SendToUser, UserName,
+};
+
+use super::backoff::delay_for;
+use super::conn::Connection;
+use super::engine::{Engine, Link, Pending};
+use super::store::{Direction, OutboxEntry, SealedBody, SessionRecord, Status};
+use super::{ClientError, Content, Event, now_ms};
+
+/// What sealing an outbox entry came to.
+enum Sealing {
+    Sealed,
+    /// Waiting for a bundle.
+    Waiting,
+    /// The entry left the outbox.
+    Dropped,
+}
+
+impl Engine {
+    /// Puts a message (and its copy for this user's other devices) into the
+    /// durable outbox and the history.
+    pub(crate) fn enqueue(
+        &mut self,
+        to: &UserName,
+        id: MessageId,
+        content: &Content,
+    ) -> Result<(), ClientError> {
+        let bytes = content.to_bytes()?;
+        let now = now_ms();
+        let me = self.me().user.clone();
+        let no_other_devices = self.devices.get(&me).is_some_and(Vec::is_empty);
+        let sync = (self.config.sync_own_devices
+            && *to != me
+            && !no_other_devices
+            && !is_receipt(content))
+        .then(|| {
+            Content::Sent {
+                to: to.clone(),
+                id,
+                content: Box::new(content.clone()),
+            }
+            .to_bytes()
+        })
+        .transpose()?;
+        let main = OutboxEntry {
+            id,
+            to: to.clone(),
+            content: bytes.clone(),
+            copies: None,
+            notify: true,
+            created_ms: now,
+        };
+        let copy = sync.map(|content| OutboxEntry {
+            id: MessageId(rand::random()),
+            to: me,
+            content,
+            copies: None,
+            notify: false,
+            created_ms: now,
+        });
+        let record = !is_receipt(content);
+        let seqs = self.store.write(|txn| {
+            let seq = txn.next_seq()?;
+            txn.put_outbox(seq, &main)?;
+            if record {
+                txn.append_history(to, Direction::Outgoing, id, &bytes, now, Status::Pending)?;
+            }
+            let copy_seq = match &copy {
+                Some(copy) => {
+                    let seq = txn.next_seq()?;
+                    txn.put_outbox(seq, copy)?;
+                    Some(seq)
+                }
+                None => None,
+            };
+            Ok((seq, copy_seq))
+        })?;
+        self.outbox.insert(seqs.0, Pending::new(main));
+        if let (Some(seq), Some(copy)) = (seqs.1, copy) {
+            self.outbox.insert(seq, Pending::new(copy));
+        }
+        Ok(())
+    }
+
+    /// Seals what can be sealed and sends what the window and the rate allow,
+    /// in outbox order; a user whose earliest entry must wait holds back the
+    /// later entries to that user.
+    pub(crate) async fn pump(
+        &mut self,
+        conn: &mut Connection,
+        link: &mut Link,
+    ) -> Result<(), ClientError> {
+        let now = Instant::now();
+        let mut blocked: HashSet<UserName> = HashSet::new();
+        let mut in_flight = self.outbox.values().filter(|p| p.in_flight).count();
+        let seqs: Vec<u64> = self.outbox.keys().copied().collect();
+        for seq in seqs {
+            let Some(pending) = self.outbox.get(&seq) else {
+                continue;
+            };
+            let to = pending.entry.to.clone();
+            if pending.in_flight || blocked.contains(&to) {
+                continue;
+            }
+            if pending.retry_at.is_some_and(|at| at > now) {
+                blocked.insert(to);
+                continue;
+            }
+            if pending.entry.copies.is_none() {
+                match self.seal_entry(conn, seq).await? {
+                    Sealing::Sealed => {}
+                    Sealing::Waiting => {
+                        blocked.insert(to);
+                        continue;
+                    }
+                    Sealing::Dropped => continue,
+                }
+            }
+            if in_flight >= self.config.send_window || !link.tokens.take(now) {
+                break;
+            }
+            let Some(pending) = self.outbox.get_mut(&seq) else {
+                continue;
+            };
+            let copies = pending
+                .entry
+                .copies
+                .iter()
+                .flatten()
+                .map(|c| SealedCopy {
+                    device: c.device,
+                    body: c.body.clone().into(),
+                })
+                .collect();
+            conn.queue(&ClientFrame::SendToUser(SendToUser {
+                id: pending.entry.id,
+                to,
+                copies,
+            }))?;
+            pending.in_flight = true;
+            in_flight += 1;
+            self.counters.bump_frames_sent();
+        }
+        conn.flush().await
+    }
+
+    /// Seals entry `seq` for every current device of its recipient, starting
+    /// sessions from fetched bundles, and stores the sessions and the sealed
+    /// entry in one transaction before anything is sent.
+    async fn seal_entry(
+        &mut self,
+        conn: &mut Connection,
+        seq: u64,
+    ) -> Result<Sealing, ClientError> {
+        let Some(pending) = self.outbox.get(&seq) else {
+            return Ok(Sealing::Dropped);
+        };
+        let to = pending.entry.to.clone();
+        let me = self.me().clone();
+        let Some(devices) = self.devices.get(&to).cloned() else {
+            self.request_bundle(conn, &to)?;
+            return Ok(Sealing::Waiting);
+        };
+        let targets: Vec<u32> = devices
+            .into_iter()
+            .filter(|d| !(to == me.user && *d == me.device))
+            .collect();
+        if targets.is_empty() && to == me.user {
+            // No other device of this user: nothing to send.
+            self.store.write(|txn| txn.remove_outbox(seq))?;
+            self.outbox.remove(&seq);
+            return Ok(Sealing::Dropped);
+        }
+
+        let mut sessions = Vec::with_capacity(targets.len());
+        for device in &targets {
+            let peer = DeviceId::new(to.clone(), *device);
+            match self.store.session(&peer)? {
+                Some(record) => sessions.push((peer, Some(record))),
+                None if self.bundles.contains_key(&peer) => sessions.push((peer, None)),
+                None => {
+                    self.request_bundle(conn, &to)?;
+                    return Ok(Sealing::Waiting);
+                }
+            }
+        }
+
+        let plaintext = pending.entry.content.clone();
+        let id = pending.entry.id;
+        let mut copies = Vec::with_capacity(sessions.len());
+        let mut records = Vec::with_capacity(sessions.len());
+        for (peer, record) in sessions {
+            let sealed = match record {
+                Some(mut record) => record
+                    .current
+                    .seal(&plaintext)
+                    .map_err(ClientError::from)
+                    .map(|body| (body, record)),
+                None => self.initiate(&peer, &plaintext),
+            };
+            match sealed {
+                Ok((body, record)) => {
+                    copies.push(SealedBody {
+                        device: peer.device,
+                        body,
+                    });
+                    records.push((peer, record));
+                }
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "cannot seal for device");
+                    self.fail_entry(seq, id, error).await?;
+                    return Ok(Sealing::Dropped);
+                }
+            }
+        }
+
+        let Some(pending) = self.outbox.get_mut(&seq) else {
+            return Ok(Sealing::Dropped);
+        };
+        pending.entry.copies = Some(copies);
+        let entry = &pending.entry;
+        self.store.write(|txn| {
+            for (peer, record) in &records {
+                txn.put_session(peer, record)?;
+            }
+            txn.put_outbox(seq, entry)
+        })?;
+        Ok(Sealing::Sealed)
+    }
+
+    /// Starts a session with `peer` from its fetched bundle.
+    fn initiate(
+        &mut self,
+        peer: &DeviceId,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, SessionRecord), ClientError> {
+        let bundle = self
+            .bundles
+            .remove(peer)
+            .ok_or_else(|| ClientError::NoSession {
+                user: peer.user.clone(),
+            })?;
+        let bundle = prekey_bundle(&bundle);
+        let (session, body) =
+            Session::initiate(&mut rand::rng(), &self.identity, &bundle, plaintext)?;
+        tracing::debug!(%peer, "started session");
+        Ok((body, SessionRecord::new(session)))
+    }
+
+    /// Asks for the bundles of `user` unless a request is already out.
+    pub(crate) fn request_bundle(
+        &mut self,
+        conn: &mut Connection,
+        user: &UserName,
+    ) -> Result<(), ClientError> {
+        if self.bundle_requests.values().any(|u| u == user) {
+            return Ok(());
+        }
+        let id = MessageId(rand::random());
+        conn.queue(&ClientFrame::RequestBundle(RequestBundle {
+            id,
+            user: user.clone(),
+        }))?;
+        self.bundle_requests.insert(id, user.clone());
+        Ok(())
+    }
+
+    /// Learns a user's devices and keeps bundles for devices without a
+    /// session (or whose identity changed).
+    pub(crate) async fn on_bundle(&mut self, bundle: Bundle) -> Result<(), ClientError> {
+        let Bundle { user, devices } = bundle;
+        self.bundle_requests.retain(|_, u| *u != user);
+        let me = self.me().clone();
+        let mut list = Vec::with_capacity(devices.len());
+        let mut replaced = Vec::new();
+        for device in devices {
+            if user == me.user && device.device == me.device {
+                continue;
+            }
+            list.push(device.device);
+            let peer = DeviceId::new(user.clone(), device.device);
+            let identity = crypto_identity(&device.identity);
+            match self.store.session(&peer)? {
+                Some(record) if *record.current.peer() == identity => {}
+                Some(_) => {
+                    tracing::warn!(%peer, "device identity changed");
+                    replaced.push(peer.clone());
+                    self.bundles.insert(peer, device);
+                }
+                None => {
+                    self.bundles.insert(peer, device);
+                }
+            }
+        }
+        list.sort_unstable();
+        list.dedup();
+        self.store.write(|txn| {
+            for peer in &replaced {
+                txn.remove_session(peer)?;
+            }
+            txn.put_devices(&user, &list)
+        })?;
+        self.devices.insert(user, list);
+        for device in replaced {
+            self.emit(Event::IdentityChanged { device }).await;
+        }
+        Ok(())
+    }
+
+    /// A bundle request was refused: an unknown user fails its messages; a
+    /// passing problem delays them.
+    pub(crate) async fn on_bundle_error(
+        &mut self,
+        user: &UserName,
+        code: ErrorCode,
+        text: String,
+    ) -> Result<(), ClientError> {
+        tracing::debug!(%user, code = code.as_u16(), "bundle request refused");
+        let seqs: Vec<(u64, MessageId)> = self
+            .outbox
+            .iter()
+            .filter(|(_, p)| p.entry.to == *user)
+            .map(|(seq, p)| (*seq, p.entry.id))
+            .collect();
+        if code == ErrorCode::UnknownRecipient || !code.is_retryable() {
+            for (seq, id) in seqs {
+                let error = ClientError::Server {
+                    code,
+                    text: text.clone(),
+                };
+                self.fail_entry(seq, id, error).await?;
+            }
+            return Ok(());
+        }
+        let now = Instant::now();
+        let (initial, max) = (self.config.reconnect_initial, self.config.reconnect_max);
+        for (seq, _) in seqs {
+            if let Some(pending) = self.outbox.get_mut(&seq) {
+                pending.attempts = pending.attempts.saturating_add(1);
+                let delay = delay_for(initial, max, pending.attempts.saturating_sub(1));
+                pending.retry_at = Some(now + delay);
+            }
+        }
+        Ok(())
+    }
+
+    /// The server stored a message: it leaves the outbox.
+    pub(crate) async fn on_accepted(&mut self, id: MessageId) -> Result<(), ClientError> {
+        let found = self
+            .outbox
+            .iter()
+            .filter(|(_, p)| p.entry.id == id)
+            .max_by_key(|(_, p)| p.in_flight)
+            .map(|(seq, p)| (*seq, p.entry.notify));
+        let Some((seq, notify)) = found else {
+            tracing::debug!(%id, "accepted for an unknown message");
+            return Ok(());
+        };
+        self.store.write(|txn| {
+            txn.remove_outbox(seq)?;
+            txn.raise_status(&id, Status::Sent).map(drop)
+        })?;
+        self.outbox.remove(&seq);
+        if notify {
+            self.emit(Event::Accepted { id }).await;
+        }
+        Ok(())
+    }
+
+    /// A recipient device stored one of our messages.
+    pub(crate) async fn on_delivered(
+        &mut self,
+        id: MessageId,
+        to: DeviceId,
+    ) -> Result<(), ClientError> {
+        let known = self
+            .store
+            .write(|txn| txn.raise_status(&id, Status::Delivered))?;
+        if known {
+            self.emit(Event::Delivered { id, to }).await;
+        }
+        Ok(())
+    }
+
+    /// The server refused a send.
+    pub(crate) async fn on_send_error(
+        &mut self,
+        id: MessageId,
+        code: ErrorCode,
+        text: String,
+    ) -> Result<(), ClientError> {
+        let Some((seq, to)) = self
+            .outbox
+            .iter()
+            .find(|(_, p)| p.entry.id == id)
+            .map(|(seq, p)| (*seq, p.entry.to.clone()))
+        else {
+            return Ok(());
+        };
+        tracing::debug!(%id, code = code.as_u16(), "send refused");
+        if code == ErrorCode::StaleDevices {
+            // Seal everything for this user again once its devices are known.
+            self.devices.remove(&to);
+            for pending in self.outbox.values_mut().filter(|p| p.entry.to == to) {
+                pending.entry.copies = None;
+                pending.in_flight = false;
+            }
+            return Ok(());
+        }
+        if code.is_retryable() {
+            let delay_attempts = self.outbox.get(&seq).map_or(1, |p| p.attempts + 1);
+            let delay = self.retry_delay(delay_attempts);
+            if let Some(pending) = self.outbox.get_mut(&seq) {
+                pending.in_flight = false;
+                pending.attempts = delay_attempts;
+                pending.retry_at = Some(Instant::now() + delay);
+            }
+            return Ok(());
+        }
+        self.fail_entry(seq, id, ClientError::Server { code, text })
+            .await
+    }
+
+    /// Removes an entry for good and tells the application.
+    async fn fail_entry(
+        &mut self,
+        seq: u64,
+        id: MessageId,
+        error: ClientError,
+    ) -> Result<(), ClientError> {
+        self.store.write(|txn| txn.remove_outbox(seq))?;
+        let notify = self.outbox.remove(&seq).is_some_and(|p| p.entry.notify);
+        if notify {
+            self.emit(Event::SendFailed { id, error }).await;
+        }
+        Ok(())
+    }
+
+    fn retry_delay(&self, attempts: u32) -> std::time::Duration {
+        delay_for(
+            self.config.reconnect_initial,
+            self.config.reconnect_max,
+            attempts.saturating_sub(1),
+        )
+    }
+}
+
+impl Pending {
+    pub(crate) fn new(entry: OutboxEntry) -> Self {
+        Self {
+            entry,
+            in_flight: false,
+            retry_at: None,
+            attempts: 0,
+        }
+    }
+}
+
+fn is_receipt(content: &Content) -> bool {
+    matches!(content, Content::ReadReceipt { .. })
+}
+
+/// The crypto form of a device identity from the wire.
+pub(crate) fn crypto_identity(identity: &crate::protocol::DeviceIdentity) -> DeviceIdentity {
+    DeviceIdentity {
+        signing_key: identity.signing_key,
+        agreement_key: identity.agreement_key,
+        agreement_signature: identity.agreement_signature,
+    }
+}
+
+/// The crypto form of a device bundle from the wire (suite 1).
+fn prekey_bundle(bundle: &DeviceBundle) -> PrekeyBundle {
+    PrekeyBundle {
+        version: 1,
+        suite: 1,
+        identity: crypto_identity(&bundle.identity),
+        signed_prekey: SignedPrekeyPublic {
+            id: bundle.signed_prekey.id,
+            key: bundle.signed_prekey.key,
+            signature: bundle.signed_prekey.signature,
+        },
+        one_time_prekey: bundle
+            .one_time_prekey
+            .as_ref()
+            .map(|p| OneTimePrekeyPublic {
+                id: p.id,
+                key: p.key,
+            }),
+    }
+}
