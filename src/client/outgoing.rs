@@ -410,11 +410,20 @@ impl Engine {
         };
         tracing::debug!(%id, code = code.as_u16(), "send refused");
         if code == ErrorCode::StaleDevices {
-            // Seal everything for this user again once its devices are known.
+            // Seal everything for this user again once its devices are
+            // known; back off in case the server keeps disagreeing.
             self.devices.remove(&to);
+            let attempts = self.outbox.get(&seq).map_or(1, |p| p.attempts + 1);
+            let retry_at = Instant::now() + self.retry_delay(attempts);
             for pending in self.outbox.values_mut().filter(|p| p.entry.to == to) {
                 pending.entry.copies = None;
                 pending.in_flight = false;
+            }
+            if let Some(pending) = self.outbox.get_mut(&seq) {
+                pending.attempts = attempts;
+                if attempts > 1 {
+                    pending.retry_at = Some(retry_at);
+                }
             }
             return Ok(());
         }
