@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use courier::client::{Client, ClientConfig, Content, Direction, Event, Events, Status, Trust};
-use courier::protocol::{DeviceId, MessageId, UserName};
+use courier::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
 use courier::tls::CertFingerprint;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -201,8 +201,13 @@ async fn recv(
         };
         let Some(event) = next else { break };
         match event {
-            Event::Message { from, content, .. } => {
-                if let Some(line) = describe(&from, &content) {
+            Event::Message {
+                from,
+                content,
+                group,
+                ..
+            } => {
+                if let Some(line) = describe(&from, group.as_ref(), &content) {
                     println!("{line}");
                     received += 1;
                 }
@@ -220,13 +225,33 @@ async fn recv(
 }
 
 /// One line for an incoming message, or `None` for receipts.
-fn describe(from: &DeviceId, content: &Content) -> Option<String> {
+fn describe(from: &DeviceId, group: Option<&GroupId>, content: &Content) -> Option<String> {
+    let place = group
+        .map(|g| format!(" in group {}", short_group(g)))
+        .unwrap_or_default();
     match content {
         Content::ReadReceipt { .. } => None,
         Content::Sent { to, content, .. } => {
             Some(format!("{from} (to {to}): {}", content.preview()))
         }
-        other => Some(format!("{from}: {}", other.preview())),
+        other => Some(format!("{from}{place}: {}", other.preview())),
+    }
+}
+
+fn short_group(group: &GroupId) -> String {
+    group.to_string()[..8].to_owned()
+}
+
+/// The group whose id starts with `prefix`.
+fn find_group(client: &Client, prefix: &str) -> anyhow::Result<GroupId> {
+    let mut found = client
+        .groups()?
+        .into_iter()
+        .filter(|(g, _)| g.to_string().starts_with(prefix));
+    match (found.next(), found.next()) {
+        (Some((group, _)), None) => Ok(group),
+        (None, _) => bail!("no group starts with {prefix}; see /groups"),
+        (Some(_), Some(_)) => bail!("several groups start with {prefix}"),
     }
 }
 
@@ -281,6 +306,9 @@ async fn command(
             println!("/list            conversations");
             println!("/history USER    messages with USER");
             println!("/safety USER     safety numbers with USER's devices");
+            println!("/group USER...   create a group with these users");
+            println!("/groups          your groups");
+            println!("/g GROUP TEXT    send TEXT to a group (GROUP: first digits of its id)");
             println!("/quit            leave");
         }
         "/msg" => {
@@ -292,15 +320,46 @@ async fn command(
             send_line(client, &to, text, sent).await?;
             *current = Some(to);
         }
+        "/group" => {
+            let members = rest
+                .split_whitespace()
+                .map(UserName::new)
+                .collect::<Result<Vec<_>, _>>()?;
+            let group = client.create_group(&members).await?;
+            println!("created group {}", short_group(&group));
+        }
+        "/groups" => {
+            for (group, members) in client.groups()? {
+                let names: Vec<&str> = members.iter().map(UserName::as_str).collect();
+                println!("{}  {}", short_group(&group), names.join(", "));
+            }
+        }
+        "/g" => {
+            let (prefix, text) = rest
+                .trim()
+                .split_once(' ')
+                .context("usage: /g GROUP TEXT")?;
+            let group = find_group(client, prefix)?;
+            let id = client.send_group(group, Content::text(text)).await?;
+            println!(
+                "you -> group {}: {text}  [{}]",
+                short_group(&group),
+                short(&id)
+            );
+        }
         "/list" => {
             let conversations = client.conversations()?;
             if conversations.is_empty() {
                 println!("no conversations yet");
             }
             for c in conversations {
+                let with = match &c.conversation {
+                    Conversation::Direct(user) => user.to_string(),
+                    Conversation::Group(group) => format!("group {}", short_group(group)),
+                    _ => "?".to_owned(),
+                };
                 println!(
-                    "{:<12} {:>3} message(s)  last: {}",
-                    c.user.as_str(),
+                    "{with:<14} {:>3} message(s)  last: {}",
                     c.messages,
                     c.last.content.preview()
                 );
@@ -308,7 +367,7 @@ async fn command(
         }
         "/history" => {
             let user = UserName::new(rest.trim())?;
-            for m in client.history(&user)? {
+            for m in client.history(&Conversation::Direct(user))? {
                 let who = match &m.direction {
                     Direction::Incoming(from) => from.to_string(),
                     _ => "you".to_owned(),
@@ -350,7 +409,11 @@ async fn send_line(
 async fn on_event(client: &Client, event: Event, sent: &HashMap<MessageId, UserName>) {
     match event {
         Event::Message {
-            from, id, content, ..
+            from,
+            id,
+            content,
+            group,
+            ..
         } => match &content {
             Content::ReadReceipt { ids } => {
                 for read in ids.iter().filter(|id| sent.contains_key(id)) {
@@ -358,10 +421,10 @@ async fn on_event(client: &Client, event: Event, sent: &HashMap<MessageId, UserN
                 }
             }
             _ => {
-                if let Some(line) = describe(&from, &content) {
+                if let Some(line) = describe(&from, group.as_ref(), &content) {
                     println!("{line}");
                 }
-                if from.user != client.device().user {
+                if from.user != client.device().user && group.is_none() {
                     let _ = client.mark_read(&from.user, vec![id]).await;
                 }
             }
@@ -385,6 +448,14 @@ async fn on_event(client: &Client, event: Event, sent: &HashMap<MessageId, UserN
             );
         }
         Event::Stopped { error } => println!("! stopped: {error}"),
+        Event::GroupChanged { group, members } => {
+            let names: Vec<&str> = members.iter().map(UserName::as_str).collect();
+            println!(
+                "group {} members: {}",
+                short_group(&group),
+                names.join(", ")
+            );
+        }
         _ => {}
     }
 }

@@ -57,9 +57,11 @@
 //! - A message that cannot be opened (the sender used a session this device
 //!   lost) is acknowledged and reported as [`Event::Undecryptable`]; there is
 //!   no automatic request to resend it under a new session.
-//! - Group messages (sender keys) and media upload are not wired into the
-//!   client yet: a group `Deliver` is acknowledged and reported as
-//!   undecryptable, and [`Content::Media`] only carries a reference.
+//! - Groups: a device that joins a user after that user's sender key went
+//!   out does not get the key until the membership changes; adding and
+//!   removing members after creation is not exposed yet (the server's
+//!   `GroupChanged` is followed). Media upload is not wired in:
+//!   [`Content::Media`] only carries a reference.
 //! - The seen-id table grows without bound; ids older than the server's
 //!   retention could be pruned.
 //! - A bundle request hands out a one-time prekey for every device of the
@@ -76,6 +78,7 @@ mod conn;
 mod content;
 mod engine;
 mod error;
+mod group;
 mod incoming;
 mod outgoing;
 mod store;
@@ -87,7 +90,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::{DeviceIdentity, SafetyNumber};
-use crate::protocol::{DeviceId, MessageId, UserName};
+use crate::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
 
 pub use config::{ClientConfig, Trust};
 pub use content::{Content, MediaRef};
@@ -114,6 +117,8 @@ pub enum Event {
         from: DeviceId,
         /// The sender's message id.
         id: MessageId,
+        /// The group, for a group message.
+        group: Option<GroupId>,
         /// What it says.
         content: Content,
         /// When the server accepted it.
@@ -153,6 +158,14 @@ pub enum Event {
     IdentityChanged {
         /// The device.
         device: DeviceId,
+    },
+    /// The membership of a group changed (or this user joined or left it:
+    /// empty `members`).
+    GroupChanged {
+        /// The group.
+        group: GroupId,
+        /// Its members now, as far as this device knows.
+        members: Vec<UserName>,
     },
     /// The client stopped for good after this error (authentication
     /// refused, replaced by another connection of the same device).
@@ -358,12 +371,7 @@ impl Client {
             content,
             reply,
         };
-        self.inner
-            .commands
-            .send(command)
-            .await
-            .map_err(|_| ClientError::Stopped)?;
-        answer.await.map_err(|_| ClientError::Stopped)?
+        self.command(command, answer).await
     }
 
     /// Tells the sender of `ids` that they were read (a sealed
@@ -405,36 +413,95 @@ impl Client {
             .collect())
     }
 
+    /// Creates a group of this user and `members`. Group messages sent
+    /// right away wait until the server created it.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    /// As [`send`](Self::send).
+    pub async fn create_group(&self, members: &[UserName]) -> Result<GroupId, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::CreateGroup {
+            group: GroupId(rand::random()),
+            members: members.to_vec(),
+            reply,
+        };
+        self.command(command, answer).await
+    }
+
+    /// Sends `content` to a group: sealed once with this device's sender key
+    /// (which goes to the members first, pairwise, when they lack it).
+    ///
+    /// # Errors
+    /// [`ClientError::UnknownGroup`] when this device is not a member, else
+    /// as [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    /// As [`send`](Self::send).
+    pub async fn send_group(
+        &self,
+        group: GroupId,
+        content: Content,
+    ) -> Result<MessageId, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::SendGroup {
+            group,
+            id: MessageId(rand::random()),
+            content,
+            reply,
+        };
+        self.command(command, answer).await
+    }
+
+    /// The groups this device is a member of, with their members.
+    ///
+    /// # Errors
+    /// [`ClientError::Store`] when the store cannot be read.
+    pub fn groups(&self) -> Result<Vec<(GroupId, Vec<UserName>)>, ClientError> {
+        Ok(self
+            .inner
+            .store
+            .groups()?
+            .into_iter()
+            .map(|(group, record)| (group, record.members))
+            .collect())
+    }
+
     /// Every conversation with its latest message, most recent first.
     ///
     /// # Errors
     /// [`ClientError::Store`] when the store cannot be read.
     pub fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
-        let mut by_user: Vec<ConversationSummary> = Vec::new();
+        let mut summaries: Vec<ConversationSummary> = Vec::new();
         for message in self.inner.store.history()? {
-            match by_user.iter_mut().find(|c| c.user == message.conversation) {
+            match summaries
+                .iter_mut()
+                .find(|c| c.conversation == message.conversation)
+            {
                 Some(summary) => {
                     summary.messages += 1;
                     summary.last = message;
                 }
-                None => by_user.push(ConversationSummary {
-                    user: message.conversation.clone(),
+                None => summaries.push(ConversationSummary {
+                    conversation: message.conversation.clone(),
                     messages: 1,
                     last: message,
                 }),
             }
         }
-        by_user.sort_by_key(|c| std::cmp::Reverse(c.last.seq));
-        Ok(by_user)
+        summaries.sort_by_key(|c| std::cmp::Reverse(c.last.seq));
+        Ok(summaries)
     }
 
-    /// The stored messages of the conversation with `user`, oldest first.
+    /// The stored messages of one conversation, oldest first.
     ///
     /// # Errors
     /// [`ClientError::Store`] when the store cannot be read.
-    pub fn history(&self, user: &UserName) -> Result<Vec<StoredMessage>, ClientError> {
+    pub fn history(&self, conversation: &Conversation) -> Result<Vec<StoredMessage>, ClientError> {
         let mut messages = self.inner.store.history()?;
-        messages.retain(|m| &m.conversation == user);
+        messages.retain(|m| &m.conversation == conversation);
         Ok(messages)
     }
 
@@ -475,6 +542,21 @@ impl Client {
         {
             let _ = done.await;
         }
+    }
+}
+
+impl Client {
+    async fn command<T>(
+        &self,
+        command: Command,
+        answer: oneshot::Receiver<Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        self.inner
+            .commands
+            .send(command)
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)?
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use courier::chaos::FaultProxy;
 use courier::client::{Client, ClientConfig, Content, Event, Events, Status, Trust};
-use courier::protocol::{MessageId, UserName};
+use courier::protocol::{Conversation, MessageId, UserName};
 use support::fake_server::FakeServer;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -114,7 +114,7 @@ async fn two_clients_exchange_messages_both_ways() {
         assert_eq!(text_from(&mut bob_events).await.0, format!("again {i}"));
     }
 
-    let history = alice.history(&name("bob")).unwrap();
+    let history = alice.history(&Conversation::Direct(name("bob"))).unwrap();
     assert_eq!(history.first().unwrap().status, Status::Delivered);
     assert_eq!(history.len(), 7);
     let numbers_a = alice.safety_numbers(&name("bob")).unwrap();

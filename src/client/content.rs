@@ -9,6 +9,7 @@
 //! | 2 | [`Content::ReadReceipt`] | ids `[bin16]` |
 //! | 3 | [`Content::Media`] | media `bin16`, key `bin32`, digest `bin32`, size `u64`, name `str` |
 //! | 4 | [`Content::Sent`] | to `str`, id `bin16`, content (a kind 1 to 3 record) |
+//! | 5 | [`Content::SenderKey`] | group `bin16`, distribution `bin` (74 bytes, `docs/protocol.md` section 7.6) |
 
 use std::fmt;
 
@@ -16,7 +17,7 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
-use crate::protocol::{MediaId, MessageId, UserName};
+use crate::protocol::{GroupId, MediaId, MessageId, UserName};
 
 use super::ClientError;
 
@@ -24,6 +25,7 @@ const TEXT: u8 = 1;
 const READ_RECEIPT: u8 = 2;
 const MEDIA: u8 = 3;
 const SENT: u8 = 4;
+const SENDER_KEY: u8 = 5;
 
 /// The plaintext of one sealed message.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,6 +48,14 @@ pub enum Content {
         id: MessageId,
         /// The original content (never itself a `Sent`).
         content: Box<Content>,
+    },
+    /// A member's sender key for a group (handled by the client; the
+    /// application never sees it in an event).
+    SenderKey {
+        /// The group.
+        group: GroupId,
+        /// The encoded sender-key distribution.
+        distribution: Vec<u8>,
     },
 }
 
@@ -121,6 +131,7 @@ impl Content {
             Self::ReadReceipt { ids } => format!("[read {} message(s)]", ids.len()),
             Self::Media(media) => format!("[media {} ({} bytes)]", media.name, media.size),
             Self::Sent { content, .. } => content.preview(),
+            Self::SenderKey { .. } => "[sender key]".to_owned(),
         }
     }
 }
@@ -138,6 +149,10 @@ impl fmt::Debug for Content {
                 .field("id", id)
                 .field("content", content)
                 .finish(),
+            Self::SenderKey { group, .. } => f
+                .debug_struct("SenderKey")
+                .field("group", group)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -169,6 +184,10 @@ impl Serialize for Content {
             )
                 .serialize(serializer),
             Self::Sent { to, id, content } => (SENT, (to, id, content)).serialize(serializer),
+            Self::SenderKey {
+                group,
+                distribution,
+            } => (SENDER_KEY, (group, Bin(distribution))).serialize(serializer),
         }
     }
 }
@@ -216,6 +235,14 @@ impl<'de> Visitor<'de> for ContentVisitor {
                     content: Box::new(content),
                 }
             }
+            SENDER_KEY => {
+                let (group, distribution): (GroupId, ByteVec) =
+                    seq.next_element()?.ok_or_else(missing)?;
+                Content::SenderKey {
+                    group,
+                    distribution: distribution.0,
+                }
+            }
             other => {
                 return Err(de::Error::custom(format_args!(
                     "unknown content kind {other}"
@@ -223,6 +250,38 @@ impl<'de> Visitor<'de> for ContentVisitor {
             }
         };
         Ok(content)
+    }
+}
+
+/// Bytes as a MessagePack bin.
+struct Bin<'a>(&'a [u8]);
+
+impl Serialize for Bin<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// A MessagePack bin of any length.
+struct ByteVec(Vec<u8>);
+
+impl<'de> Deserialize<'de> for ByteVec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+
+        impl Visitor<'_> for BytesVisitor {
+            type Value = ByteVec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteVec, E> {
+                Ok(ByteVec(v.to_vec()))
+            }
+        }
+
+        deserializer.deserialize_bytes(BytesVisitor)
     }
 }
 
@@ -283,6 +342,10 @@ mod tests {
             to: UserName::new("bob").unwrap(),
             id: MessageId([6; 16]),
             content: Box::new(Content::text("hi bob")),
+        });
+        round_trip(Content::SenderKey {
+            group: GroupId([8; 16]),
+            distribution: vec![1; 74],
         });
     }
 

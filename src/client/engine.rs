@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use crate::crypto::{IdentityKeyPair, PrekeySecrets};
 use crate::protocol::{
-    ClientFrame, DeviceBundle, DeviceId, ErrorCode, ErrorFrame, MessageId, OneTimePrekey, Ping,
-    Pong, ServerFrame, SignedPrekey, UploadPrekeys, UserName,
+    ClientFrame, DeviceBundle, DeviceId, ErrorCode, ErrorFrame, GroupId, MessageId, OneTimePrekey,
+    Ping, Pong, ServerFrame, SignedPrekey, UploadPrekeys, UserName,
 };
 use crate::tls::ClientTls;
 
@@ -23,6 +23,17 @@ use super::{ClientConfig, ClientError, Content, Counters, Event};
 pub(crate) enum Command {
     Send {
         to: UserName,
+        id: MessageId,
+        content: Content,
+        reply: oneshot::Sender<Result<MessageId, ClientError>>,
+    },
+    CreateGroup {
+        group: GroupId,
+        members: Vec<UserName>,
+        reply: oneshot::Sender<Result<GroupId, ClientError>>,
+    },
+    SendGroup {
+        group: GroupId,
         id: MessageId,
         content: Content,
         reply: oneshot::Sender<Result<MessageId, ClientError>>,
@@ -353,6 +364,23 @@ impl Engine {
                 let result = self.enqueue(&to, id, &content).map(|()| id);
                 let _ = reply.send(result);
             }
+            Command::CreateGroup {
+                group,
+                members,
+                reply,
+            } => {
+                let result = self.enqueue_create_group(group, members).map(|()| group);
+                let _ = reply.send(result);
+            }
+            Command::SendGroup {
+                group,
+                id,
+                content,
+                reply,
+            } => {
+                let result = self.enqueue_group_message(group, id, &content).map(|()| id);
+                let _ = reply.send(result);
+            }
             Command::Close { reply } => {
                 // Handled by the loops; reaching here means nothing to close.
                 let _ = reply.send(());
@@ -373,6 +401,7 @@ impl Engine {
                 self.on_delivered(delivered.id, delivered.to).await
             }
             ServerFrame::Bundle(bundle) => self.on_bundle(bundle).await,
+            ServerFrame::GroupChanged(changed) => self.on_group_changed(changed).await,
             ServerFrame::PrekeysLow(low) => {
                 if link.welcome_prekeys.take() == Some(low.remaining) {
                     return Ok(());

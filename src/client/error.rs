@@ -2,8 +2,8 @@
 
 use std::io;
 
-use crate::crypto::{OpenError, SealError, X3dhError};
-use crate::protocol::{ErrorCode, FrameError, NameError, UserName};
+use crate::crypto::{GroupError, OpenError, SealError, X3dhError};
+use crate::protocol::{ErrorCode, FrameError, GroupId, NameError, UserName};
 use crate::tls::TlsError;
 
 /// Everything that can go wrong in the client: connecting, authenticating,
@@ -92,6 +92,18 @@ pub enum ClientError {
         /// The user.
         user: UserName,
     },
+    /// A group message or sender key failed its checks.
+    #[error("group: {0}")]
+    Group(#[from] GroupError),
+    /// This device is not a member of the group (as far as it knows).
+    #[error("unknown group {group}")]
+    UnknownGroup {
+        /// The group.
+        group: GroupId,
+    },
+    /// A group message arrived before its sender's key.
+    #[error("no sender key for this group member")]
+    NoSenderKey,
     /// The client has stopped (closed, or a fatal error ended it).
     #[error("client stopped")]
     Stopped,

@@ -1,19 +1,30 @@
 //! Receiving: open, de-duplicate, store, then acknowledge.
 
-use crate::crypto::{EnvelopeKind, PrekeySecrets, Session};
-use crate::protocol::{ClientFrame, Deliver, DeliveryAck, DeviceId};
+use crate::crypto::{EnvelopeKind, GroupReceiver, PrekeySecrets, Session};
+use crate::protocol::{
+    ClientFrame, Conversation, Deliver, DeliveryAck, DeviceId, GroupId, MessageId,
+};
 
 use super::conn::Connection;
 use super::engine::Engine;
+use super::group::receiver_of;
 use super::store::{Direction, SessionRecord, Status};
 use super::{ClientError, Content, Event, now_ms, time_from_ms};
 
 /// A message opened but not stored yet.
 struct Opened {
     plaintext: Vec<u8>,
-    record: SessionRecord,
-    /// The prekey secrets after a one-time prekey was used.
-    prekeys: Option<PrekeySecrets>,
+    state: OpenedWith,
+}
+
+/// The state that opened a message, to store with it.
+enum OpenedWith {
+    Pairwise {
+        record: Box<SessionRecord>,
+        /// The prekey secrets after a one-time prekey was used.
+        prekeys: Option<PrekeySecrets>,
+    },
+    Group(GroupId, Box<GroupReceiver>),
 }
 
 impl Engine {
@@ -43,7 +54,12 @@ impl Engine {
         }
 
         let opened = match group {
-            Some(_) => Err(ClientError::protocol("group messages are not supported")),
+            Some(group) => self
+                .open_group(&group, &from, &body)
+                .map(|(plaintext, receiver)| Opened {
+                    plaintext,
+                    state: OpenedWith::Group(group, Box::new(receiver)),
+                }),
             None => self.open(&from, &body),
         };
         let (opened, content) = match opened {
@@ -53,19 +69,104 @@ impl Engine {
             }
             Err(error) => (None, Err(error)),
         };
+        let sender_key = match &content {
+            Ok(Content::SenderKey {
+                group: key_group,
+                distribution,
+            }) if group.is_none() => Some((*key_group, receiver_of(distribution))),
+            _ => None,
+        };
 
+        self.store_delivery(
+            &from,
+            id,
+            group,
+            sent_at_ms,
+            opened.as_ref(),
+            &content,
+            sender_key.as_ref(),
+        )?;
+        if let Some(Opened {
+            state:
+                OpenedWith::Pairwise {
+                    prekeys: Some(prekeys),
+                    ..
+                },
+            ..
+        }) = opened
+        {
+            self.prekeys = prekeys;
+        }
+        if group.is_none() {
+            self.learn_device(&from)?;
+        }
+        conn.queue(&ack)?;
+
+        let content = match (content, sender_key) {
+            (Ok(_), Some((_, Ok(_)))) => return Ok(()),
+            (Ok(_), Some((_, Err(error)))) => Err(error),
+            (content, _) => content,
+        };
+        match content {
+            Ok(content) => {
+                self.counters.bump_received();
+                self.emit(Event::Message {
+                    from,
+                    id,
+                    group,
+                    content,
+                    sent_at: time_from_ms(sent_at_ms),
+                })
+                .await;
+            }
+            Err(error) => {
+                tracing::warn!(%from, %id, %error, "cannot open message");
+                self.emit(Event::Undecryptable { from, id, error }).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores what one delivery changed, in one transaction: the ratchet or
+    /// sender-key state that opened it, the consumed prekey, its id, and the
+    /// message itself (or the status change a read receipt makes).
+    #[expect(clippy::too_many_arguments, reason = "the parts of one delivery")]
+    fn store_delivery(
+        &self,
+        from: &DeviceId,
+        id: MessageId,
+        group: Option<GroupId>,
+        sent_at_ms: u64,
+        opened: Option<&Opened>,
+        content: &Result<Content, ClientError>,
+        sender_key: Option<&(GroupId, Result<GroupReceiver, ClientError>)>,
+    ) -> Result<(), ClientError> {
         let me = self.me().user.clone();
         let now = now_ms();
         self.store.write(|txn| {
-            if let Some(opened) = &opened {
-                txn.put_session(&from, &opened.record)?;
-                if let Some(prekeys) = &opened.prekeys {
-                    txn.put_prekeys(prekeys)?;
+            match opened.map(|o| &o.state) {
+                Some(OpenedWith::Pairwise { record, prekeys }) => {
+                    txn.put_session(from, record)?;
+                    if let Some(prekeys) = prekeys {
+                        txn.put_prekeys(prekeys)?;
+                    }
                 }
+                Some(OpenedWith::Group(group, receiver)) => {
+                    txn.put_group_receiver(group, from, receiver)?;
+                }
+                None => {}
             }
-            txn.mark_seen(&from, &id, now)?;
-            let Ok(content) = &content else {
+            txn.mark_seen(from, &id, now)?;
+            if let Some((group, Ok(receiver))) = sender_key {
+                txn.put_group_receiver(group, from, receiver)?;
                 return Ok(());
+            }
+            let Ok(content) = content else {
+                return Ok(());
+            };
+            let conversation = match group {
+                Some(group) => Conversation::Group(group),
+                None => Conversation::Direct(from.user.clone()),
             };
             match content {
                 Content::ReadReceipt { ids } => {
@@ -79,8 +180,9 @@ impl Engine {
                     content: inner,
                 } if from.user == me => {
                     let bytes = inner.to_bytes()?;
+                    let with = Conversation::Direct(to.clone());
                     txn.append_history(
-                        to,
+                        &with,
                         Direction::Outgoing,
                         *original,
                         &bytes,
@@ -88,10 +190,11 @@ impl Engine {
                         Status::Sent,
                     )?;
                 }
+                Content::SenderKey { .. } => {}
                 other => {
                     let bytes = other.to_bytes()?;
                     txn.append_history(
-                        &from.user,
+                        &conversation,
                         Direction::Incoming(from.clone()),
                         id,
                         &bytes,
@@ -101,34 +204,7 @@ impl Engine {
                 }
             }
             Ok(())
-        })?;
-        if let Some(Opened {
-            prekeys: Some(prekeys),
-            ..
-        }) = opened
-        {
-            self.prekeys = prekeys;
-        }
-        self.learn_device(&from)?;
-        conn.queue(&ack)?;
-
-        match content {
-            Ok(content) => {
-                self.counters.bump_received();
-                self.emit(Event::Message {
-                    from,
-                    id,
-                    content,
-                    sent_at: time_from_ms(sent_at_ms),
-                })
-                .await;
-            }
-            Err(error) => {
-                tracing::warn!(%from, %id, %error, "cannot open message");
-                self.emit(Event::Undecryptable { from, id, error }).await;
-            }
-        }
-        Ok(())
+        })
     }
 
     /// Opens `body` with a session with `from`: the current one, an older
@@ -143,8 +219,10 @@ impl Engine {
             tracing::debug!(peer = %from, "accepted session");
             return Ok(Opened {
                 plaintext,
-                record: SessionRecord::new(session),
-                prekeys: Some(prekeys),
+                state: OpenedWith::Pairwise {
+                    record: Box::new(SessionRecord::new(session)),
+                    prekeys: Some(prekeys),
+                },
             });
         };
 
@@ -152,8 +230,10 @@ impl Engine {
             Ok(plaintext) => {
                 return Ok(Opened {
                     plaintext,
-                    record,
-                    prekeys: None,
+                    state: OpenedWith::Pairwise {
+                        record: Box::new(record),
+                        prekeys: None,
+                    },
                 });
             }
             Err(error) => error,
@@ -164,8 +244,10 @@ impl Engine {
                 record.promote(session);
                 return Ok(Opened {
                     plaintext,
-                    record,
-                    prekeys: None,
+                    state: OpenedWith::Pairwise {
+                        record: Box::new(record),
+                        prekeys: None,
+                    },
                 });
             }
         }
@@ -177,8 +259,10 @@ impl Engine {
             record.promote(session);
             return Ok(Opened {
                 plaintext,
-                record,
-                prekeys: Some(prekeys),
+                state: OpenedWith::Pairwise {
+                    record: Box::new(record),
+                    prekeys: Some(prekeys),
+                },
             });
         }
         Err(first_error.into())

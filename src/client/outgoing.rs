@@ -8,14 +8,14 @@ use crate::crypto::{
     DeviceIdentity, OneTimePrekeyPublic, PrekeyBundle, Session, SignedPrekeyPublic,
 };
 use crate::protocol::{
-    Bundle, ClientFrame, DeviceBundle, DeviceId, ErrorCode, MessageId, RequestBundle, SealedCopy,
-    SendToUser, UserName,
+    Bundle, ClientFrame, Conversation, CreateGroup, DeviceBundle, DeviceId, ErrorCode, GroupId,
+    MessageId, RequestBundle, SealedCopy, SendToGroup, SendToUser, UserName,
 };
 
 use super::backoff::delay_for;
 use super::conn::Connection;
 use super::engine::{Engine, Link, Pending};
-use super::store::{Direction, OutboxEntry, SealedBody, SessionRecord, Status};
+use super::store::{Direction, OutboxEntry, SealedBody, SessionRecord, Status, Target, Txn};
 use super::{ClientError, Content, Event, now_ms};
 
 /// What sealing an outbox entry came to.
@@ -53,75 +53,96 @@ impl Engine {
             .to_bytes()
         })
         .transpose()?;
-        let main = OutboxEntry {
-            id,
-            to: to.clone(),
-            content: bytes.clone(),
-            copies: None,
-            notify: true,
-            created_ms: now,
-        };
-        let copy = sync.map(|content| OutboxEntry {
-            id: MessageId(rand::random()),
-            to: me,
-            content,
-            copies: None,
-            notify: false,
-            created_ms: now,
+        let main = OutboxEntry::new(id, Target::User(to.clone()), bytes.clone(), true);
+        let copy = sync.map(|content| {
+            OutboxEntry::new(MessageId(rand::random()), Target::User(me), content, false)
         });
         let record = !is_receipt(content);
-        let seqs = self.store.write(|txn| {
-            let seq = txn.next_seq()?;
-            txn.put_outbox(seq, &main)?;
+        let conversation = Conversation::Direct(to.clone());
+        let mut entries = vec![main];
+        entries.extend(copy);
+        self.store_entries(entries, |txn| {
             if record {
-                txn.append_history(to, Direction::Outgoing, id, &bytes, now, Status::Pending)?;
+                txn.append_history(
+                    &conversation,
+                    Direction::Outgoing,
+                    id,
+                    &bytes,
+                    now,
+                    Status::Pending,
+                )?;
             }
-            let copy_seq = match &copy {
-                Some(copy) => {
-                    let seq = txn.next_seq()?;
-                    txn.put_outbox(seq, copy)?;
-                    Some(seq)
-                }
-                None => None,
-            };
-            Ok((seq, copy_seq))
+            Ok(())
+        })
+    }
+
+    /// Stores outbox entries (with whatever else `also` writes) in one
+    /// transaction, then queues them in memory.
+    pub(crate) fn store_entries(
+        &mut self,
+        entries: Vec<OutboxEntry>,
+        also: impl FnOnce(&mut Txn<'_>) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let seqs = self.store.write(|txn| {
+            let mut seqs = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                let seq = txn.next_seq()?;
+                txn.put_outbox(seq, entry)?;
+                seqs.push(seq);
+            }
+            also(txn)?;
+            Ok(seqs)
         })?;
-        self.outbox.insert(seqs.0, Pending::new(main));
-        if let (Some(seq), Some(copy)) = (seqs.1, copy) {
-            self.outbox.insert(seq, Pending::new(copy));
+        for (seq, entry) in seqs.into_iter().zip(entries) {
+            self.outbox.insert(seq, Pending::new(entry));
         }
         Ok(())
     }
 
     /// Seals what can be sealed and sends what the window and the rate allow,
-    /// in outbox order; a user whose earliest entry must wait holds back the
-    /// later entries to that user.
+    /// in outbox order. Entries travel in lanes (one per user, one per
+    /// group): an entry that must wait holds back the later entries of its
+    /// lane; a group message also waits for the sender keys before it and
+    /// for the creation of its group.
     pub(crate) async fn pump(
         &mut self,
         conn: &mut Connection,
         link: &mut Link,
     ) -> Result<(), ClientError> {
         let now = Instant::now();
-        let mut blocked: HashSet<UserName> = HashSet::new();
+        let mut blocked: HashSet<Lane> = HashSet::new();
+        let mut keys_pending: HashSet<GroupId> = HashSet::new();
         let mut in_flight = self.outbox.values().filter(|p| p.in_flight).count();
         let seqs: Vec<u64> = self.outbox.keys().copied().collect();
         for seq in seqs {
             let Some(pending) = self.outbox.get(&seq) else {
                 continue;
             };
-            let to = pending.entry.to.clone();
-            if pending.in_flight || blocked.contains(&to) {
+            let lane = Lane::of(&pending.entry.target);
+            if let Some(group) = pending.entry.for_group {
+                keys_pending.insert(group);
+            }
+            let creating = matches!(pending.entry.target, Target::CreateGroup { .. });
+            if blocked.contains(&lane) {
                 continue;
             }
-            if pending.retry_at.is_some_and(|at| at > now) {
-                blocked.insert(to);
+            if pending.in_flight {
+                if creating {
+                    blocked.insert(lane);
+                }
+                continue;
+            }
+            let waits_for_keys =
+                matches!(&pending.entry.target, Target::Group(g) if keys_pending.contains(g));
+            if waits_for_keys || pending.retry_at.is_some_and(|at| at > now) {
+                blocked.insert(lane);
                 continue;
             }
             if pending.entry.copies.is_none() {
                 match self.seal_entry(conn, seq).await? {
                     Sealing::Sealed => {}
                     Sealing::Waiting => {
-                        blocked.insert(to);
+                        blocked.insert(lane);
                         continue;
                     }
                     Sealing::Dropped => continue,
@@ -133,23 +154,12 @@ impl Engine {
             let Some(pending) = self.outbox.get_mut(&seq) else {
                 continue;
             };
-            let copies = pending
-                .entry
-                .copies
-                .iter()
-                .flatten()
-                .map(|c| SealedCopy {
-                    device: c.device,
-                    body: c.body.clone().into(),
-                })
-                .collect();
-            conn.queue(&ClientFrame::SendToUser(SendToUser {
-                id: pending.entry.id,
-                to,
-                copies,
-            }))?;
+            conn.queue(&frame_of(&pending.entry))?;
             pending.in_flight = true;
             in_flight += 1;
+            if creating {
+                blocked.insert(lane);
+            }
             self.counters.bump_frames_sent();
         }
         conn.flush().await
@@ -166,7 +176,10 @@ impl Engine {
         let Some(pending) = self.outbox.get(&seq) else {
             return Ok(Sealing::Dropped);
         };
-        let to = pending.entry.to.clone();
+        let Some(to) = pending.entry.target.user().cloned() else {
+            // Group entries are sealed when they are queued.
+            return Ok(Sealing::Sealed);
+        };
         let me = self.me().clone();
         let Some(devices) = self.devices.get(&to).cloned() else {
             self.request_bundle(conn, &to)?;
@@ -330,7 +343,7 @@ impl Engine {
         let seqs: Vec<(u64, MessageId)> = self
             .outbox
             .iter()
-            .filter(|(_, p)| p.entry.to == *user)
+            .filter(|(_, p)| p.entry.target.user() == Some(user))
             .map(|(seq, p)| (*seq, p.entry.id))
             .collect();
         if code == ErrorCode::UnknownRecipient || !code.is_retryable() {
@@ -400,22 +413,26 @@ impl Engine {
         code: ErrorCode,
         text: String,
     ) -> Result<(), ClientError> {
-        let Some((seq, to)) = self
+        let Some((seq, target)) = self
             .outbox
             .iter()
             .find(|(_, p)| p.entry.id == id)
-            .map(|(seq, p)| (*seq, p.entry.to.clone()))
+            .map(|(seq, p)| (*seq, p.entry.target.clone()))
         else {
             return Ok(());
         };
         tracing::debug!(%id, code = code.as_u16(), "send refused");
-        if code == ErrorCode::StaleDevices {
+        if let (ErrorCode::StaleDevices, Target::User(to)) = (code, &target) {
             // Seal everything for this user again once its devices are
             // known; back off in case the server keeps disagreeing.
-            self.devices.remove(&to);
+            self.devices.remove(to);
             let attempts = self.outbox.get(&seq).map_or(1, |p| p.attempts + 1);
             let retry_at = Instant::now() + self.retry_delay(attempts);
-            for pending in self.outbox.values_mut().filter(|p| p.entry.to == to) {
+            for pending in self
+                .outbox
+                .values_mut()
+                .filter(|p| p.entry.target == target)
+            {
                 pending.entry.copies = None;
                 pending.in_flight = false;
             }
@@ -462,6 +479,68 @@ impl Engine {
             self.config.reconnect_max,
             attempts.saturating_sub(1),
         )
+    }
+}
+
+/// The order a group of entries keeps: one lane per user, one per group.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Lane {
+    User(UserName),
+    Group(GroupId),
+}
+
+impl Lane {
+    fn of(target: &Target) -> Self {
+        match target {
+            Target::User(user) => Self::User(user.clone()),
+            Target::Group(group) | Target::CreateGroup { group, .. } => Self::Group(*group),
+        }
+    }
+}
+
+/// The frame that sends an entry.
+fn frame_of(entry: &OutboxEntry) -> ClientFrame {
+    let mut bodies = entry.copies.iter().flatten();
+    match &entry.target {
+        Target::User(to) => ClientFrame::SendToUser(SendToUser {
+            id: entry.id,
+            to: to.clone(),
+            copies: bodies
+                .map(|c| SealedCopy {
+                    device: c.device,
+                    body: c.body.clone().into(),
+                })
+                .collect(),
+        }),
+        Target::Group(group) => ClientFrame::SendToGroup(SendToGroup {
+            id: entry.id,
+            group: *group,
+            body: bodies
+                .next()
+                .map(|c| c.body.clone())
+                .unwrap_or_default()
+                .into(),
+        }),
+        Target::CreateGroup { group, members } => ClientFrame::CreateGroup(CreateGroup {
+            id: entry.id,
+            group: *group,
+            members: members.clone(),
+        }),
+    }
+}
+
+impl OutboxEntry {
+    /// A new entry, sealed later.
+    pub(crate) fn new(id: MessageId, target: Target, content: Vec<u8>, notify: bool) -> Self {
+        Self {
+            id,
+            target,
+            for_group: None,
+            content,
+            copies: None,
+            notify,
+            created_ms: now_ms(),
+        }
     }
 }
 

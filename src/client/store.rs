@@ -19,6 +19,8 @@
 //! | `seen` | (user, device, message id) | when it was stored (de-duplication) |
 //! | `history` | sequence | a message sent or received |
 //! | `sent_index` | message id | sequence of the outgoing history record |
+//! | `groups` | group id | members, version and this device's sender key |
+//! | `group_receivers` | (group id, user, device) | a member device's sender key |
 
 use std::path::Path;
 
@@ -26,8 +28,8 @@ use rand_core::CryptoRng;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{IdentityKeyPair, PrekeySecrets, Session};
-use crate::protocol::{DeviceId, MessageId, UserName};
+use crate::crypto::{GroupReceiver, GroupSender, IdentityKeyPair, PrekeySecrets, Session};
+use crate::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
 
 use super::{ClientError, Content};
 
@@ -39,6 +41,9 @@ const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const SEEN: TableDefinition<(&str, u32, [u8; 16]), u64> = TableDefinition::new("seen");
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 const SENT_INDEX: TableDefinition<[u8; 16], u64> = TableDefinition::new("sent_index");
+const GROUPS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("groups");
+const GROUP_RECEIVERS: TableDefinition<([u8; 16], &str, u32), &[u8]> =
+    TableDefinition::new("group_receivers");
 
 const DEVICE_KEY: &str = "device";
 const IDENTITY_KEY: &str = "identity";
@@ -82,11 +87,50 @@ impl SessionRecord {
     }
 }
 
+/// Where an outbox entry goes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Target {
+    /// Every device of a user, sealed pairwise (`SendToUser`).
+    User(UserName),
+    /// A group, sealed once with this device's sender key (`SendToGroup`).
+    Group(GroupId),
+    /// A group to create (`CreateGroup`).
+    CreateGroup {
+        group: GroupId,
+        members: Vec<UserName>,
+    },
+}
+
+impl Target {
+    /// The user of a pairwise entry.
+    pub(crate) fn user(&self) -> Option<&UserName> {
+        match self {
+            Self::User(user) => Some(user),
+            _ => None,
+        }
+    }
+}
+
+/// A group this device is a member of.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct GroupRecord {
+    /// The membership version last seen (0 until the server confirms).
+    pub(crate) version: u64,
+    /// Every member, this user included.
+    pub(crate) members: Vec<UserName>,
+    /// This device's sender key in the group.
+    pub(crate) sender: GroupSender,
+    /// Whether the current sender key went out to the current members.
+    pub(crate) distributed: bool,
+}
+
 /// A message waiting for the server's `Accepted`.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct OutboxEntry {
     pub(crate) id: MessageId,
-    pub(crate) to: UserName,
+    pub(crate) target: Target,
+    /// A sender key for this group: group messages wait until it is accepted.
+    pub(crate) for_group: Option<GroupId>,
     /// The encoded [`Content`], kept to seal again for a changed device list.
     #[serde(with = "bin")]
     pub(crate) content: Vec<u8>,
@@ -138,8 +182,8 @@ pub enum Status {
 pub struct StoredMessage {
     /// Position in the history (grows with every message).
     pub seq: u64,
-    /// The other user of the conversation.
-    pub conversation: UserName,
+    /// The conversation: the other user, or the group.
+    pub conversation: Conversation,
     /// Who sent it.
     pub direction: Direction,
     /// The message id.
@@ -157,8 +201,8 @@ pub struct StoredMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConversationSummary {
-    /// The other user.
-    pub user: UserName,
+    /// The other user, or the group.
+    pub conversation: Conversation,
     /// Messages in the history.
     pub messages: usize,
     /// The latest message.
@@ -167,7 +211,7 @@ pub struct ConversationSummary {
 
 #[derive(Serialize, Deserialize)]
 struct HistoryRecord {
-    conversation: UserName,
+    conversation: Conversation,
     direction: Direction,
     id: MessageId,
     #[serde(with = "bin")]
@@ -199,6 +243,9 @@ impl LocalStore {
             txn.open_table(SEEN).map_err(ClientError::store)?;
             txn.open_table(HISTORY).map_err(ClientError::store)?;
             txn.open_table(SENT_INDEX).map_err(ClientError::store)?;
+            txn.open_table(GROUPS).map_err(ClientError::store)?;
+            txn.open_table(GROUP_RECEIVERS)
+                .map_err(ClientError::store)?;
 
             let found: Option<DeviceId> = match meta.get(DEVICE_KEY).map_err(ClientError::store)? {
                 Some(bytes) => Some(decode(bytes.value())?),
@@ -315,6 +362,42 @@ impl LocalStore {
         Ok(found.is_some())
     }
 
+    /// A group this device is a member of.
+    pub(crate) fn group(&self, group: &GroupId) -> Result<Option<GroupRecord>, ClientError> {
+        let read = self.db.begin_read().map_err(ClientError::store)?;
+        let table = read.open_table(GROUPS).map_err(ClientError::store)?;
+        let value = table.get(group.0).map_err(ClientError::store)?;
+        value.map(|bytes| decode(bytes.value())).transpose()
+    }
+
+    /// Every group this device is a member of.
+    pub(crate) fn groups(&self) -> Result<Vec<(GroupId, GroupRecord)>, ClientError> {
+        let read = self.db.begin_read().map_err(ClientError::store)?;
+        let table = read.open_table(GROUPS).map_err(ClientError::store)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(ClientError::store)? {
+            let (key, value) = item.map_err(ClientError::store)?;
+            out.push((GroupId(key.value()), decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The sender key of one member device in a group.
+    pub(crate) fn group_receiver(
+        &self,
+        group: &GroupId,
+        member: &DeviceId,
+    ) -> Result<Option<GroupReceiver>, ClientError> {
+        let read = self.db.begin_read().map_err(ClientError::store)?;
+        let table = read
+            .open_table(GROUP_RECEIVERS)
+            .map_err(ClientError::store)?;
+        let value = table
+            .get((group.0, member.user.as_str(), member.device))
+            .map_err(ClientError::store)?;
+        value.map(|bytes| decode(bytes.value())).transpose()
+    }
+
     /// The whole history in order (oldest first).
     pub(crate) fn history(&self) -> Result<Vec<StoredMessage>, ClientError> {
         let read = self.db.begin_read().map_err(ClientError::store)?;
@@ -365,6 +448,43 @@ impl Txn<'_> {
             .insert(
                 (peer.user.as_str(), peer.device),
                 encode(record)?.as_slice(),
+            )
+            .map_err(ClientError::store)?;
+        Ok(())
+    }
+
+    pub(crate) fn put_group(
+        &mut self,
+        group: &GroupId,
+        record: &GroupRecord,
+    ) -> Result<(), ClientError> {
+        let mut table = self.txn.open_table(GROUPS).map_err(ClientError::store)?;
+        table
+            .insert(group.0, encode(record)?.as_slice())
+            .map_err(ClientError::store)?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_group(&mut self, group: &GroupId) -> Result<(), ClientError> {
+        let mut table = self.txn.open_table(GROUPS).map_err(ClientError::store)?;
+        table.remove(group.0).map_err(ClientError::store)?;
+        Ok(())
+    }
+
+    pub(crate) fn put_group_receiver(
+        &mut self,
+        group: &GroupId,
+        member: &DeviceId,
+        receiver: &GroupReceiver,
+    ) -> Result<(), ClientError> {
+        let mut table = self
+            .txn
+            .open_table(GROUP_RECEIVERS)
+            .map_err(ClientError::store)?;
+        table
+            .insert(
+                (group.0, member.user.as_str(), member.device),
+                encode(receiver)?.as_slice(),
             )
             .map_err(ClientError::store)?;
         Ok(())
@@ -421,7 +541,7 @@ impl Txn<'_> {
     /// that their status can change.
     pub(crate) fn append_history(
         &mut self,
-        conversation: &UserName,
+        conversation: &Conversation,
         direction: Direction,
         id: MessageId,
         content: &[u8],
@@ -589,7 +709,8 @@ mod tests {
                         seq,
                         &OutboxEntry {
                             id,
-                            to: bob.user.clone(),
+                            target: Target::User(bob.user.clone()),
+                            for_group: None,
                             content: vec![1, 2, 3],
                             copies: None,
                             notify: true,
@@ -599,7 +720,7 @@ mod tests {
                     txn.mark_seen(&bob, &id, 7)?;
                     let text = Content::text("hi").to_bytes()?;
                     txn.append_history(
-                        &bob.user,
+                        &Conversation::Direct(bob.user.clone()),
                         Direction::Outgoing,
                         id,
                         &text,
