@@ -5,5 +5,6 @@ pub mod chaos;
 pub mod client;
 pub mod crypto;
 pub mod protocol;
+pub mod server;
 pub mod store;
 pub mod tls;

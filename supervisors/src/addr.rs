@@ -161,6 +161,27 @@ impl<M: Send + 'static> Addr<M> {
         self.proc.node().watch_cell(cell)
     }
 
+    /// Like [`call`](Self::call) without a timeout.
+    pub(crate) async fn request<R, F>(&self, make: F) -> Result<R, CallError>
+    where
+        F: FnOnce(ReplyTo<R>) -> M,
+    {
+        let (tx, rx) = oneshot::channel();
+        if self.send(make(ReplyTo { tx })).await.is_err() {
+            return Err(self.gone());
+        }
+        match rx.await {
+            Ok(value) => Ok(value),
+            Err(_) if self.proc.is_alive() => Err(CallError::NoReply),
+            Err(_) => Err(self.gone()),
+        }
+    }
+
+    /// The node the process runs on.
+    pub(crate) fn process_node(&self) -> crate::node::Node {
+        self.proc.node().clone()
+    }
+
     fn gone(&self) -> CallError {
         CallError::Exited(self.proc.exit_reason().unwrap_or(ExitReason::NoProc))
     }

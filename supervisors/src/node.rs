@@ -37,6 +37,8 @@ pub(crate) struct NodeInner {
     pub(crate) procs: DashMap<Pid, Arc<dyn Cell>, IdBuild>,
     pub(crate) names: DashMap<Arc<str>, Pid>,
     pub(crate) groups: DashMap<Arc<str>, PidMap<Arc<dyn Cell>>>,
+    /// Shared state of running dynamic supervisors, for typed lookups.
+    pub(crate) dynamics: DashMap<Pid, Arc<dyn std::any::Any + Send + Sync>, IdBuild>,
 }
 
 impl Node {
@@ -62,6 +64,7 @@ impl Node {
                 procs: DashMap::default(),
                 names: DashMap::new(),
                 groups: DashMap::new(),
+                dynamics: DashMap::default(),
             }),
         }
     }
@@ -172,6 +175,19 @@ impl Node {
         true
     }
 
+    /// Links `a` and `b` unless `b` already holds the link (the common case
+    /// of a child spawned linked to its supervisor).
+    pub(crate) fn ensure_link(&self, a: Pid, b: Pid) {
+        if let Some(cell_b) = self.cell(b) {
+            let mut linked = false;
+            cell_b.with_core(&mut |c| linked = c.is_linked(a));
+            if linked {
+                return;
+            }
+        }
+        self.link(a, b);
+    }
+
     /// Removes the link between `a` and `b`, if any.
     pub fn unlink(&self, a: Pid, b: Pid) {
         for (x, y) in [(a, b), (b, a)] {
@@ -217,6 +233,55 @@ impl Node {
     /// Number of ordinary messages queued for `pid`.
     pub fn mailbox_len(&self, pid: Pid) -> Option<usize> {
         self.cell(pid).map(|c| c.mailbox_len())
+    }
+
+    /// Ends `pid` from outside its task and notifies links and monitors
+    /// now, for a task that does not stop; the task itself ends when it
+    /// next yields.
+    pub(crate) fn force_exit(&self, pid: Pid, reason: ExitReason) {
+        if let Some(cell) = self.cell(pid) {
+            cell.force_exit(reason);
+        }
+    }
+
+    /// Creates a process record (and registers its name) without starting
+    /// it, so that its pid is known before its body is built.
+    pub(crate) fn reserve<M: Send + 'static>(
+        &self,
+        opts: SpawnOptions,
+    ) -> Result<Reserved<M>, SpawnError> {
+        let proc = self.create::<M>(&opts);
+        self.prepare(&proc, &opts)?;
+        Ok(Reserved {
+            proc,
+            link: opts.link,
+        })
+    }
+
+    /// Starts a reserved process.
+    pub(crate) fn launch<M, F, Fut>(&self, reserved: Reserved<M>, body: F) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        self.start(reserved.proc, reserved.link, body)
+    }
+
+    /// Spawns a process linked to `parent` (cannot fail: no name).
+    pub(crate) fn spawn_linked<M, F, Fut>(
+        &self,
+        parent: Pid,
+        opts: SpawnOptions,
+        body: F,
+    ) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        let proc = self.create::<M>(&opts);
+        self.start(proc, Some(parent), body)
     }
 
     pub(crate) fn cell(&self, pid: Pid) -> Option<Arc<dyn Cell>> {
@@ -344,8 +409,7 @@ impl Node {
         let ctx = Ctx::new(proc.clone(), link);
         let task = ProcessTask::new(proc.clone(), body(ctx));
         let span = tracing::debug_span!("process", pid = %pid);
-        let handle = self.inner.handle.spawn(task.instrument(span));
-        proc.set_abort(handle.abort_handle());
+        drop(self.inner.handle.spawn(task.instrument(span)));
         tracing::trace!(pid = %pid, "process spawned");
         Addr::from_process(proc)
     }
@@ -391,6 +455,18 @@ impl Node {
         }
         drop(parts.wakers);
         tracing::trace!(pid = %pid, reason = %reason, "process exited");
+    }
+}
+
+/// A process created by [`Node::reserve`], not yet running.
+pub(crate) struct Reserved<M> {
+    proc: Arc<Process<M>>,
+    link: Option<Pid>,
+}
+
+impl<M: Send + 'static> Reserved<M> {
+    pub(crate) fn pid(&self) -> Pid {
+        self.proc.pid()
     }
 }
 

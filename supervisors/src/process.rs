@@ -68,7 +68,6 @@ pub(crate) trait Cell: Send + Sync + 'static {
     fn mailbox_len(&self) -> usize;
 
     /// Ends the process from outside its task (a task that does not stop).
-    #[expect(dead_code, reason = "used by supervisor shutdown")]
     fn force_exit(&self, reason: ExitReason);
 
     /// The same record as `Any`, for typed lookups.
@@ -257,13 +256,6 @@ impl<M: Send + 'static> Process<M> {
             .unwrap_or(ExitReason::Killed)
     }
 
-    pub(crate) fn set_abort(&self, handle: tokio::task::AbortHandle) {
-        let mut st = self.state.lock();
-        if st.core.exit.is_none() {
-            st.core.abort = Some(handle);
-        }
-    }
-
     /// Runs `f` under the lock and applies the wake-ups it asked for.
     fn core_op<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
         let mut st = self.state.lock();
@@ -317,10 +309,9 @@ impl<M: Send + 'static> Cell for Process<M> {
     }
 
     fn force_exit(&self, reason: ExitReason) {
-        let abort = self.state.lock().core.abort.take();
-        if let Some(handle) = abort {
-            handle.abort();
-        }
+        // The fatal flag makes the task end at its next poll, if it ever
+        // yields; everyone else learns of the exit now.
+        self.core_op(|c| c.kill());
         self.finish(reason);
     }
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use tokio::sync::oneshot;
-use tokio::task::AbortHandle;
 
 use super::Envelope;
 use crate::exit::ExitReason;
@@ -89,6 +88,14 @@ impl Links {
         }
     }
 
+    fn contains(&self, pid: Pid) -> bool {
+        match self {
+            Self::None => false,
+            Self::One(p) => *p == pid,
+            Self::Many(set) => set.contains(&pid),
+        }
+    }
+
     fn take(&mut self) -> Vec<Pid> {
         match std::mem::take(self) {
             Self::None => Vec::new(),
@@ -133,7 +140,6 @@ pub(crate) struct Core {
     pub(crate) exit: Option<ExitReason>,
     pub(crate) recv_waker: Option<Waker>,
     pub(crate) task_waker: Option<Waker>,
-    pub(crate) abort: Option<AbortHandle>,
     links: Links,
     extra: Option<Box<Extra>>,
     wake: bool,
@@ -230,6 +236,10 @@ impl Core {
 
     pub(crate) fn remove_link(&mut self, pid: Pid) -> bool {
         self.links.remove(pid)
+    }
+
+    pub(crate) fn is_linked(&self, pid: Pid) -> bool {
+        self.links.contains(pid)
     }
 
     /// Applies an exit signal from `from` to the process `me`.
@@ -346,7 +356,6 @@ impl Core {
             links: self.links.take(),
             ..ExitParts::default()
         };
-        self.abort = None;
         parts.wakers.extend(self.recv_waker.take());
         parts.wakers.extend(self.task_waker.take());
         if let Some(extra) = self.extra.take() {

@@ -1,0 +1,283 @@
+//! The frame logic of one session: a process that handles the connection's
+//! frames one at a time (authentication, sends, acks, prekeys, groups,
+//! media, presence). It does no socket I/O: it answers through the session
+//! and routes through the router and the store. When it panics, its session
+//! restarts it; everything it must remember lives in the session's
+//! [`SessionState`].
+
+mod bucket;
+mod delivery;
+mod directory_ops;
+mod media_ops;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use supervisors::{Addr, Ctx, Envelope, ExitReason};
+
+pub(crate) use self::bucket::TokenBucket;
+pub(crate) use self::delivery::parse_hex16;
+pub(crate) use self::media_ops::Upload;
+use super::auth::{self, AuthError};
+use super::metrics as m;
+use super::router::{SessionLink, key_of};
+use super::session::{SessionMsg, SessionState, request_id};
+use super::shared::Shared;
+use crate::protocol::{
+    ClientFrame, ClientHello, ConnectionPhase, DeviceId, ErrorCode, ErrorFrame, MessageId, Pong,
+    ServerFrame, Welcome,
+};
+use crate::store::{Store, StoreError};
+
+/// What a logic process receives.
+#[derive(Debug)]
+pub(crate) enum LogicMsg {
+    /// Frame number `n` of the connection.
+    Frame { n: u64, frame: Arc<ClientFrame> },
+    /// Continue the drain a crashed predecessor started.
+    Resume,
+}
+
+/// Runs the logic of one session.
+pub(crate) async fn run(
+    mut ctx: Ctx<LogicMsg>,
+    shared: Arc<Shared>,
+    state: Arc<SessionState>,
+    session: Addr<SessionMsg>,
+) -> ExitReason {
+    let mut logic = Logic {
+        shared,
+        state,
+        session,
+        draining: false,
+        closed: false,
+    };
+    loop {
+        let env = if logic.draining {
+            match ctx.try_recv() {
+                Some(env) => env,
+                None => {
+                    logic.drain_page().await;
+                    continue;
+                }
+            }
+        } else {
+            ctx.recv().await
+        };
+        match env {
+            Envelope::Message(LogicMsg::Frame { n, frame }) => {
+                if logic.state.panic_next.swap(false, Ordering::SeqCst) {
+                    panic!("fault injected into session logic");
+                }
+                if !logic.closed && !logic.handle(&frame).await {
+                    // The session closes the connection; frames already
+                    // read are not handled any more.
+                    logic.closed = true;
+                    logic.draining = false;
+                }
+                logic.state.finished(n);
+            }
+            Envelope::Message(LogicMsg::Resume) => logic.draining = true,
+            _ => {}
+        }
+    }
+}
+
+pub(crate) struct Logic {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) state: Arc<SessionState>,
+    pub(crate) session: Addr<SessionMsg>,
+    /// Parked frames are being sent to the session.
+    pub(crate) draining: bool,
+    /// The connection is closing.
+    closed: bool,
+}
+
+impl Logic {
+    /// Handles one frame; false when the connection must close.
+    async fn handle(&mut self, frame: &ClientFrame) -> bool {
+        let phase = if self.state.device().is_some() {
+            ConnectionPhase::Established
+        } else {
+            ConnectionPhase::Authenticating
+        };
+        if let Err(err) = phase.check_client_frame(frame) {
+            self.close(ErrorFrame::from(&err)).await;
+            return false;
+        }
+        let Some(me) = self.state.device().cloned() else {
+            return match frame {
+                ClientFrame::ClientHello(hello) => self.hello(hello).await,
+                ClientFrame::Ping(ping) => {
+                    self.out(ServerFrame::Pong(Pong { nonce: ping.nonce }))
+                        .await;
+                    true
+                }
+                _ => true,
+            };
+        };
+        match frame {
+            ClientFrame::Ping(ping) => {
+                self.out(ServerFrame::Pong(Pong { nonce: ping.nonce }))
+                    .await;
+            }
+            ClientFrame::Pong(_) => {}
+            ClientFrame::SendDirect(f) => self.send_direct(&me, f).await,
+            ClientFrame::SendToUser(f) => self.send_to_user(&me, f).await,
+            ClientFrame::SendToGroup(f) => self.send_to_group(&me, f).await,
+            ClientFrame::DeliveryAck(f) => self.delivery_ack(&me, f).await,
+            ClientFrame::UploadPrekeys(f) => self.upload_prekeys(&me, f).await,
+            ClientFrame::RequestBundle(f) => self.request_bundle(f).await,
+            ClientFrame::CreateGroup(f) => self.create_group(&me, f).await,
+            ClientFrame::AddMembers(f) => self.add_members(&me, f).await,
+            ClientFrame::RemoveMembers(f) => self.remove_members(&me, f).await,
+            ClientFrame::LeaveGroup(f) => self.leave_group(&me, f).await,
+            ClientFrame::QueryGroup(f) => self.query_group(&me, f).await,
+            ClientFrame::MediaUploadBegin(f) => self.media_begin(f).await,
+            ClientFrame::MediaUploadChunk(f) => self.media_chunk(f).await,
+            ClientFrame::MediaUploadFinish(f) => self.media_finish(f).await,
+            ClientFrame::MediaDownload(f) => self.media_download(f).await,
+            ClientFrame::SubscribePresence(_)
+            | ClientFrame::UpdatePresence(_)
+            | ClientFrame::Typing(_) => self.ephemeral(&me, frame).await,
+            other => {
+                self.error(
+                    ErrorCode::MalformedFrame,
+                    format!("{} is not handled by this server", other.name()),
+                    request_id(other),
+                )
+                .await;
+            }
+        }
+        true
+    }
+
+    /// Authenticates the connection.
+    async fn hello(&mut self, hello: &ClientHello) -> bool {
+        let state = Arc::clone(&self.state);
+        let result =
+            auth::authenticate(&self.shared, &state.challenge, &state.exporter, hello).await;
+        match result {
+            Ok(()) => {}
+            Err(AuthError::Store(err)) => {
+                tracing::warn!(error = %err, "store failed during authentication");
+                self.error(storage_code(&err), "store unavailable, try again", None)
+                    .await;
+                return true;
+            }
+            Err(err) => {
+                metrics::counter!(m::AUTH_FAILED).increment(1);
+                tracing::info!(device = %hello.device, reason = %err, "authentication failed");
+                self.close(ErrorFrame::new(
+                    ErrorCode::AuthFailed,
+                    err.to_string(),
+                    None,
+                ))
+                .await;
+                return false;
+            }
+        }
+        let device = hello.device.clone();
+        if !self.state.set_device(device.clone()) {
+            return true;
+        }
+        metrics::counter!(m::AUTHENTICATED).increment(1);
+        let remaining = self.prekeys_remaining(&device).await;
+        self.out(ServerFrame::Welcome(Welcome {
+            device: device.clone(),
+            server_time_ms: now_ms(),
+            prekeys_remaining: remaining,
+        }))
+        .await;
+        let _ = self.session.send(SessionMsg::DrainStart).await;
+        let key = key_of(&device);
+        let link = SessionLink {
+            addr: self.session.clone(),
+            state: Arc::clone(&self.state),
+        };
+        if let Some(old) = self.shared.router.register(key.clone(), link) {
+            replace(&self.shared, &old);
+        }
+        self.shared.depths.came_online(&key, &self.shared);
+        self.shared.presence.set(
+            &self.shared,
+            &device,
+            crate::protocol::PresenceState::Online,
+        );
+        tracing::info!(device = %device, "device online");
+        if remaining < self.shared.limits.prekeys_low_threshold {
+            self.out(ServerFrame::PrekeysLow(crate::protocol::PrekeysLow {
+                remaining,
+            }))
+            .await;
+        }
+        self.draining = true;
+        true
+    }
+
+    async fn prekeys_remaining(&self, device: &DeviceId) -> u32 {
+        let count = self
+            .shared
+            .store
+            .one_time_prekey_count(&key_of(device))
+            .await
+            .unwrap_or(0);
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    /// Sends a frame to this connection's client.
+    pub(crate) async fn out(&self, frame: ServerFrame) {
+        let _ = self.session.send(SessionMsg::Out(frame)).await;
+    }
+
+    /// Answers a request with an error frame.
+    pub(crate) async fn error(
+        &self,
+        code: ErrorCode,
+        text: impl Into<String>,
+        id: Option<MessageId>,
+    ) {
+        self.out(ServerFrame::Error(ErrorFrame::new(code, text, id)))
+            .await;
+    }
+
+    /// Asks the session to write `err` and close.
+    async fn close(&self, err: ErrorFrame) {
+        let _ = self.session.send(SessionMsg::Close(err)).await;
+    }
+
+    /// The authenticated device. Only called after authentication.
+    pub(crate) fn me(&self) -> Option<&DeviceId> {
+        self.state.device()
+    }
+}
+
+/// Closes the session that `device` had before this one.
+fn replace(shared: &Shared, old: &SessionLink) {
+    let err = ErrorFrame::new(
+        ErrorCode::SessionReplaced,
+        "the device connected again",
+        None,
+    );
+    if old.addr.try_send(SessionMsg::Close(err)).is_err() {
+        shared.node.exit(
+            old.addr.pid(),
+            ExitReason::ShutdownWith("the device connected again".into()),
+        );
+    }
+}
+
+/// The error code for a failed store operation.
+pub(crate) fn storage_code(err: &StoreError) -> ErrorCode {
+    match err {
+        StoreError::Closed => ErrorCode::ShuttingDown,
+        _ => ErrorCode::StorageUnavailable,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

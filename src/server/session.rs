@@ -1,0 +1,593 @@
+//! The session process: one per connection.
+//!
+//! It owns the TLS stream, reads and decodes frames, hands them to its
+//! `logic` child one window at a time, and writes everything the logic and
+//! the router send it, batching writes into one flush per burst. It traps
+//! exits: when the logic panics, the session answers the frame that crashed
+//! with `InternalError`, starts a new logic with the same authentication
+//! state and hands it the frames that were still waiting.
+//!
+//! Live deliveries that arrive while the logic drains the device's parked
+//! frames are held and sent after the drain, skipping what the drain sent
+//! (see [`Delivery`]).
+
+mod io;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use supervisors::{Addr, Ctx, Envelope, ExitReason, SpawnOptions};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use self::io::{Conn, IoError};
+use super::logic::{self, LogicMsg, TokenBucket, Upload};
+use super::metrics as m;
+use super::router::key_of;
+use super::shared::{ConnGuard, Shared};
+use crate::protocol::{
+    CHALLENGE_BYTES, ClientFrame, DeviceId, ErrorCode, ErrorFrame, MessageId, PROTOCOL_VERSION,
+    Ping, PresenceState, ServerFrame, ServerHello,
+};
+
+/// Frames handed to the logic and not finished yet, at most.
+const WINDOW: u64 = 32;
+
+/// What a session receives.
+#[derive(Debug)]
+pub(crate) enum SessionMsg {
+    /// A frame to write now (answers, receipts, notices).
+    Out(ServerFrame),
+    /// A parked frame forwarded live by the router, with its store seq.
+    Live { seq: u64, frame: ServerFrame },
+    /// A parked frame sent by the logic's drain, with its store seq.
+    Drained { seq: u64, frame: ServerFrame },
+    /// The device authenticated: hold live frames until the drain ends.
+    DrainStart,
+    /// The drain sent everything parked.
+    DrainEnd,
+    /// Write this error and close the connection.
+    Close(ErrorFrame),
+}
+
+/// The state of a connection that outlives a restart of its logic.
+pub(crate) struct SessionState {
+    pub(crate) conn: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) challenge: [u8; CHALLENGE_BYTES],
+    pub(crate) exporter: [u8; 32],
+    device: OnceLock<DeviceId>,
+    /// The number of the last frame the logic finished.
+    done: AtomicU64,
+    progress: Notify,
+    /// Fault injection: the logic panics on its next frame.
+    pub(crate) panic_next: AtomicBool,
+    /// Seq up to which the drain has sent the parked frames.
+    pub(crate) drain_cursor: AtomicU64,
+    /// Whether the drain finished.
+    pub(crate) drained: AtomicBool,
+    pub(crate) bucket: Mutex<TokenBucket>,
+    pub(crate) upload: Mutex<Option<Upload>>,
+}
+
+impl SessionState {
+    /// The authenticated device, once authenticated.
+    pub(crate) fn device(&self) -> Option<&DeviceId> {
+        self.device.get()
+    }
+
+    /// Records the authenticated device; false if one was recorded already.
+    pub(crate) fn set_device(&self, device: DeviceId) -> bool {
+        self.device.set(device).is_ok()
+    }
+
+    /// The logic finished frame `n`.
+    pub(crate) fn finished(&self, n: u64) {
+        self.done.store(n, Ordering::Release);
+        self.progress.notify_one();
+    }
+}
+
+/// What the listener hands the sessions supervisor: a connection, taken
+/// once by the start function.
+#[derive(Clone)]
+pub(crate) struct SessionArgs {
+    pub(crate) slot: Arc<Mutex<Option<(TcpStream, SocketAddr, ConnGuard)>>>,
+}
+
+/// Runs one session (the body of a `sessions` child).
+pub(crate) async fn run(
+    ctx: Ctx<SessionMsg>,
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+) -> ExitReason {
+    let span = tracing::info_span!(
+        "session",
+        peer = %peer,
+        conn = guard.id(),
+        device = tracing::field::Empty
+    );
+    run_inner(ctx, shared, tcp, peer, guard)
+        .instrument(span)
+        .await
+}
+
+async fn run_inner(
+    mut ctx: Ctx<SessionMsg>,
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+) -> ExitReason {
+    let _ = tcp.set_nodelay(true);
+    let started = Instant::now();
+    let deadline = started + shared.limits.handshake_timeout;
+    let tls = match shared
+        .tls
+        .accept(tcp, shared.limits.handshake_timeout)
+        .await
+    {
+        Ok(tls) => tls,
+        Err(err) => {
+            tracing::debug!(error = %err, "tls handshake failed");
+            return ExitReason::Normal;
+        }
+    };
+    let exporter = match crate::tls::exporter(&tls) {
+        Ok(e) => e,
+        Err(err) => {
+            tracing::warn!(error = %err, "tls exporter failed");
+            return ExitReason::Normal;
+        }
+    };
+    let mut conn = Conn::new(tls, shared.limits.max_frame_bytes);
+    if shared.is_shutting_down() {
+        let _ = conn
+            .close_with(ErrorFrame::new(
+                ErrorCode::ShuttingDown,
+                "server is shutting down",
+                None,
+            ))
+            .await;
+        return ExitReason::Normal;
+    }
+    let state = Arc::new(SessionState {
+        conn: guard.id(),
+        peer,
+        challenge: random_challenge(),
+        exporter,
+        device: OnceLock::new(),
+        done: AtomicU64::new(0),
+        progress: Notify::new(),
+        panic_next: AtomicBool::new(false),
+        drain_cursor: AtomicU64::new(0),
+        drained: AtomicBool::new(false),
+        bucket: Mutex::new(TokenBucket::new(
+            shared.limits.messages_per_second,
+            shared.limits.burst,
+        )),
+        upload: Mutex::new(None),
+    });
+    let hello = ServerHello {
+        version: PROTOCOL_VERSION,
+        challenge: state.challenge,
+        limits: shared.wire_limits.clone(),
+    };
+    conn.queue(&ServerFrame::ServerHello(hello));
+    let logic = spawn_logic(&ctx, &shared, &state);
+    let mut session = Session {
+        shared,
+        state,
+        conn,
+        guard,
+        logic,
+        sent: 0,
+        inflight: std::collections::VecDeque::new(),
+        delivery: Delivery::default(),
+        restarts: Vec::new(),
+        handshake_deadline: Some(deadline),
+        last_read: Instant::now(),
+        ping_sent: false,
+        nonce: 0,
+        closing: false,
+    };
+    let reason = session.serve(&mut ctx).await;
+    session.finish(&ctx);
+    reason
+}
+
+/// Starts a logic process linked to the session.
+fn spawn_logic(
+    ctx: &Ctx<SessionMsg>,
+    shared: &Arc<Shared>,
+    state: &Arc<SessionState>,
+) -> Addr<LogicMsg> {
+    let session = ctx.addr();
+    let shared = Arc::clone(shared);
+    let state = Arc::clone(state);
+    let opts = SpawnOptions::new()
+        .link(ctx.pid())
+        .capacity(usize::try_from(WINDOW).unwrap_or(32) + 8);
+    let spawned = ctx
+        .node()
+        .spawn_with(opts, move |lctx| logic::run(lctx, shared, state, session));
+    match spawned {
+        Ok(addr) => addr,
+        // Unnamed spawns cannot fail; keep a dead address if they ever do
+        // (the session then closes on the first frame it cannot hand over).
+        Err(err) => {
+            tracing::error!(error = %err, "logic spawn failed");
+            ctx.node()
+                .spawn(|_ctx: Ctx<LogicMsg>| async { ExitReason::error("no logic") })
+        }
+    }
+}
+
+/// Which live and drained frames a session writes, so that parked frames
+/// come out in order and none twice.
+///
+/// The drain reads parked frames in seq order; a frame is durable (and has
+/// its seq) before it is forwarded live, and seqs become visible in order,
+/// so every live frame with a seq at or below the highest drained seq was
+/// part of the drain.
+#[derive(Default)]
+struct Delivery {
+    draining: bool,
+    horizon: u64,
+    held: Vec<(u64, ServerFrame)>,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    state: Arc<SessionState>,
+    conn: Conn,
+    guard: ConnGuard,
+    logic: Addr<LogicMsg>,
+    /// Number of the last frame handed to the logic.
+    sent: u64,
+    inflight: std::collections::VecDeque<(u64, Arc<ClientFrame>)>,
+    delivery: Delivery,
+    restarts: Vec<Instant>,
+    handshake_deadline: Option<Instant>,
+    last_read: Instant,
+    ping_sent: bool,
+    nonce: u64,
+    closing: bool,
+}
+
+impl Session {
+    async fn serve(&mut self, ctx: &mut Ctx<SessionMsg>) -> ExitReason {
+        loop {
+            if let Err(err) = self.conn.flush(self.shared.limits.idle_timeout).await {
+                tracing::debug!(error = %err, "write failed");
+                return ExitReason::Normal;
+            }
+            if self.closing {
+                self.conn.shutdown().await;
+                return ExitReason::Normal;
+            }
+            if let Err(reason) = self.pump() {
+                return reason;
+            }
+            if self.closing {
+                continue;
+            }
+            let window_open = self.sent - self.done() < WINDOW;
+            let timer = self.next_timer();
+            tokio::select! {
+                biased;
+                env = ctx.recv() => {
+                    if let Some(reason) = self.on_envelope(ctx, env) {
+                        return reason;
+                    }
+                    while let Some(env) = ctx.try_recv() {
+                        if let Some(reason) = self.on_envelope(ctx, env) {
+                            return reason;
+                        }
+                        if self.conn.pending_bytes() > 64 * 1024 {
+                            break;
+                        }
+                    }
+                }
+                read = self.conn.read(), if window_open => match read {
+                    Ok(0) => {
+                        tracing::debug!("peer closed");
+                        return ExitReason::Normal;
+                    }
+                    Ok(_) => {
+                        self.last_read = Instant::now();
+                        self.ping_sent = false;
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "read failed");
+                        return ExitReason::Normal;
+                    }
+                },
+                () = self.state.progress.notified(), if !window_open => {}
+                () = tokio::time::sleep_until(timer) => {
+                    if let Some(reason) = self.on_timer() {
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+
+    fn done(&self) -> u64 {
+        self.state.done.load(Ordering::Acquire)
+    }
+
+    /// Decodes buffered frames and hands them to the logic while the window
+    /// allows.
+    fn pump(&mut self) -> Result<(), ExitReason> {
+        while self.sent - self.done() < WINDOW && !self.closing {
+            let frame = match self.conn.decode() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!(error = %err, "bad frame");
+                    let code = err.code();
+                    self.close(ErrorFrame::new(code, err.to_string(), None));
+                    break;
+                }
+            };
+            metrics::counter!(m::FRAMES_IN).increment(1);
+            self.sent += 1;
+            let frame = Arc::new(frame);
+            let done = self.done();
+            while self.inflight.front().is_some_and(|(n, _)| *n <= done) {
+                self.inflight.pop_front();
+            }
+            self.inflight.push_back((self.sent, Arc::clone(&frame)));
+            let msg = LogicMsg::Frame {
+                n: self.sent,
+                frame,
+            };
+            if self.logic.try_send(msg).is_err() {
+                // The logic is gone (its exit is on the way) or the window
+                // is wrong; either way the frame is in `inflight` and is
+                // handed to the next logic.
+                tracing::debug!("logic not reachable, frame held");
+            }
+        }
+        if self.inflight.len() > 2 * WINDOW as usize {
+            let done = self.done();
+            self.inflight.retain(|(n, _)| *n > done);
+        }
+        Ok(())
+    }
+
+    fn on_envelope(
+        &mut self,
+        ctx: &mut Ctx<SessionMsg>,
+        env: Envelope<SessionMsg>,
+    ) -> Option<ExitReason> {
+        match env {
+            Envelope::Message(msg) => {
+                self.on_message(msg);
+                None
+            }
+            Envelope::Exit { from, reason } if from == self.logic.pid() => {
+                self.on_logic_exit(ctx, reason)
+            }
+            Envelope::Exit { reason, .. } => {
+                let code = ErrorCode::ShuttingDown;
+                let text = match &reason {
+                    ExitReason::ShutdownWith(why) => why.clone(),
+                    _ => "server is shutting down".to_owned(),
+                };
+                self.close(ErrorFrame::new(code, text, None));
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn on_message(&mut self, msg: SessionMsg) {
+        match msg {
+            SessionMsg::Out(frame) => {
+                if let ServerFrame::Welcome(welcome) = &frame {
+                    self.handshake_deadline = None;
+                    self.guard.authenticated();
+                    tracing::Span::current()
+                        .record("device", tracing::field::display(&welcome.device));
+                }
+                self.write(&frame);
+            }
+            SessionMsg::Live { seq, frame } => {
+                if self.delivery.draining {
+                    self.delivery.held.push((seq, frame));
+                } else if seq > self.delivery.horizon {
+                    self.write(&frame);
+                }
+            }
+            SessionMsg::Drained { seq, frame } => {
+                self.delivery.horizon = self.delivery.horizon.max(seq);
+                self.write(&frame);
+            }
+            SessionMsg::DrainStart => self.delivery.draining = true,
+            SessionMsg::DrainEnd => {
+                self.delivery.draining = false;
+                let horizon = self.delivery.horizon;
+                let held = std::mem::take(&mut self.delivery.held);
+                for (seq, frame) in held {
+                    if seq > horizon {
+                        self.write(&frame);
+                    }
+                }
+            }
+            SessionMsg::Close(err) => self.close(err),
+        }
+    }
+
+    /// The logic exited: restart it unless it stopped on purpose or crashes
+    /// too often.
+    fn on_logic_exit(
+        &mut self,
+        ctx: &mut Ctx<SessionMsg>,
+        reason: ExitReason,
+    ) -> Option<ExitReason> {
+        if reason.is_clean() {
+            self.closing = true;
+            return None;
+        }
+        metrics::counter!(m::RESTARTS).increment(1);
+        tracing::warn!(reason = %reason, "session logic crashed, restarting it");
+        let now = Instant::now();
+        let period = self.shared.limits.logic_restart_period;
+        self.restarts.retain(|t| now.duration_since(*t) < period);
+        self.restarts.push(now);
+        let done = self.done();
+        self.inflight.retain(|(n, _)| *n > done);
+        let crashed = self.inflight.pop_front();
+        let id = crashed.as_ref().and_then(|(_, f)| request_id(f));
+        let err = ErrorFrame::new(
+            ErrorCode::InternalError,
+            "internal error handling this frame",
+            id,
+        );
+        if self.restarts.len() > self.shared.limits.logic_restart_limit as usize {
+            self.close(err);
+            return None;
+        }
+        self.write(&ServerFrame::Error(err));
+        if let Some((n, _)) = crashed {
+            self.state.finished(n);
+        }
+        self.logic = spawn_logic(ctx, &self.shared, &self.state);
+        if self.state.device().is_some() && !self.state.drained.load(Ordering::Acquire) {
+            let _ = self.logic.try_send(LogicMsg::Resume);
+        }
+        for (n, frame) in &self.inflight {
+            let _ = self.logic.try_send(LogicMsg::Frame {
+                n: *n,
+                frame: Arc::clone(frame),
+            });
+        }
+        None
+    }
+
+    fn next_timer(&self) -> Instant {
+        let limits = &self.shared.limits;
+        let mut next = self.last_read + limits.idle_timeout;
+        if !self.ping_sent {
+            next = next.min(self.last_read + limits.heartbeat_interval);
+        }
+        if let Some(deadline) = self.handshake_deadline {
+            next = next.min(deadline);
+        }
+        next
+    }
+
+    fn on_timer(&mut self) -> Option<ExitReason> {
+        let now = Instant::now();
+        let limits = &self.shared.limits;
+        if self.handshake_deadline.is_some_and(|d| now >= d) {
+            self.close(ErrorFrame::new(
+                ErrorCode::NotAuthenticated,
+                "no valid ClientHello within the handshake timeout",
+                None,
+            ));
+            return None;
+        }
+        if now >= self.last_read + limits.idle_timeout {
+            tracing::debug!("idle timeout");
+            return Some(ExitReason::Normal);
+        }
+        if !self.ping_sent && now >= self.last_read + limits.heartbeat_interval {
+            self.ping_sent = true;
+            self.nonce += 1;
+            self.write(&ServerFrame::Ping(Ping { nonce: self.nonce }));
+            self.conn.release_buffers();
+        }
+        None
+    }
+
+    fn write(&mut self, frame: &ServerFrame) {
+        if self.closing {
+            return;
+        }
+        if let ServerFrame::Error(err) = frame {
+            m::error_frame(err.code);
+        }
+        if matches!(frame, ServerFrame::Deliver(_)) {
+            metrics::counter!(m::DELIVERED).increment(1);
+        }
+        if let Err(err) = self.conn.queue_checked(frame) {
+            tracing::warn!(error = %err, frame = frame.name(), "frame not written");
+        }
+    }
+
+    fn close(&mut self, err: ErrorFrame) {
+        if self.closing {
+            return;
+        }
+        tracing::debug!(code = %err.code, "closing connection");
+        self.write(&ServerFrame::Error(err));
+        self.closing = true;
+    }
+
+    /// Leaves the router and stops the logic.
+    fn finish(&mut self, ctx: &Ctx<SessionMsg>) {
+        if let Some(device) = self.state.device() {
+            let key = key_of(device);
+            if self.shared.router.unregister(&key, self.state.conn) {
+                self.shared
+                    .presence
+                    .set(&self.shared, device, PresenceState::Offline);
+            }
+            self.shared.depths.went_offline(&key, &self.shared);
+        }
+        ctx.node().kill(self.logic.pid());
+    }
+}
+
+/// The request id a client frame carries, for error frames.
+pub(crate) fn request_id(frame: &ClientFrame) -> Option<MessageId> {
+    Some(match frame {
+        ClientFrame::SendDirect(f) => f.id,
+        ClientFrame::SendToUser(f) => f.id,
+        ClientFrame::SendToGroup(f) => f.id,
+        ClientFrame::DeliveryAck(f) => f.id,
+        ClientFrame::RequestBundle(f) => f.id,
+        ClientFrame::CreateGroup(f) => f.id,
+        ClientFrame::AddMembers(f) => f.id,
+        ClientFrame::RemoveMembers(f) => f.id,
+        ClientFrame::LeaveGroup(f) => f.id,
+        ClientFrame::QueryGroup(f) => f.id,
+        ClientFrame::MediaUploadBegin(f) => f.media.into(),
+        ClientFrame::MediaUploadChunk(f) => f.media.into(),
+        ClientFrame::MediaUploadFinish(f) => f.media.into(),
+        ClientFrame::MediaDownload(f) => f.media.into(),
+        _ => return None,
+    })
+}
+
+fn random_challenge() -> [u8; CHALLENGE_BYTES] {
+    use rand::Rng as _;
+    let mut challenge = [0u8; CHALLENGE_BYTES];
+    rand::rng().fill_bytes(&mut challenge);
+    challenge
+}
+
+impl std::fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionState")
+            .field("conn", &self.conn)
+            .field("peer", &self.peer)
+            .field("device", &self.device.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<IoError> for ExitReason {
+    fn from(err: IoError) -> Self {
+        ExitReason::error(err)
+    }
+}
