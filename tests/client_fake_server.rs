@@ -235,6 +235,7 @@ async fn unacknowledged_send_is_resent_after_reconnect_and_duplicates_are_droppe
     assert_eq!(alice.outbox_len().unwrap(), 0);
 
     // Sending the same id again: the server answers Accepted, nobody gets it twice.
+    delivered(&mut alice_events, second).await;
     alice
         .send_with_id(&name("bob"), second, Content::text("second"))
         .await
