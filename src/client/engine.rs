@@ -402,6 +402,7 @@ impl Engine {
             }
             ServerFrame::Bundle(bundle) => self.on_bundle(bundle).await,
             ServerFrame::GroupChanged(changed) => self.on_group_changed(changed).await,
+            ServerFrame::GroupInfo(info) => self.on_group_info(info).await,
             ServerFrame::PrekeysLow(low) => {
                 if link.welcome_prekeys.take() == Some(low.remaining) {
                     return Ok(());

@@ -2,8 +2,12 @@
 //! membership changes.
 
 use crate::crypto::{GroupReceiver, GroupSender, SenderKeyDistribution};
-use crate::protocol::{Conversation, DeviceId, GroupChanged, GroupId, MessageId, UserName};
+use crate::protocol::{
+    ClientFrame, Conversation, DeviceId, GroupChanged, GroupId, GroupInfo, MessageId, QueryGroup,
+    UserName,
+};
 
+use super::conn::Connection;
 use super::engine::Engine;
 use super::store::{Direction, GroupRecord, OutboxEntry, SealedBody, Status, Target};
 use super::{ClientError, Content, Event, now_ms};
@@ -104,9 +108,57 @@ impl Engine {
             removed,
             ..
         } = changed;
+        let mut members = self
+            .store
+            .group(&group)?
+            .map(|record| record.members)
+            .unwrap_or_default();
+        for member in added {
+            if !members.contains(&member) {
+                members.push(member);
+            }
+        }
+        members.retain(|m| !removed.contains(m));
+        self.apply_membership(group, version, members).await
+    }
+
+    /// Takes the membership the server reported for a group this device
+    /// asked about.
+    pub(crate) async fn on_group_info(&mut self, info: GroupInfo) -> Result<(), ClientError> {
+        self.apply_membership(info.group, info.version, info.members)
+            .await
+    }
+
+    /// Asks the server who is in `group` (for a group message that arrived
+    /// before its `GroupChanged`).
+    pub(crate) fn query_group(
+        &mut self,
+        conn: &mut Connection,
+        group: GroupId,
+    ) -> Result<(), ClientError> {
+        conn.queue(&ClientFrame::QueryGroup(QueryGroup {
+            id: MessageId(rand::random()),
+            group,
+        }))
+    }
+
+    /// Records `members` as the membership at `version` (ignored when not
+    /// newer than what is known); leaving forgets the group.
+    async fn apply_membership(
+        &mut self,
+        group: GroupId,
+        version: u64,
+        mut members: Vec<UserName>,
+    ) -> Result<(), ClientError> {
         let me = self.me().user.clone();
-        if removed.contains(&me) {
-            self.store.write(|txn| txn.remove_group(&group))?;
+        let known = self.store.group(&group)?;
+        if known.as_ref().is_some_and(|r| r.version >= version) {
+            return Ok(());
+        }
+        if !members.contains(&me) {
+            if known.is_some() {
+                self.store.write(|txn| txn.remove_group(&group))?;
+            }
             self.emit(Event::GroupChanged {
                 group,
                 members: Vec::new(),
@@ -114,31 +166,20 @@ impl Engine {
             .await;
             return Ok(());
         }
-        let mut record = match self.store.group(&group)? {
-            Some(record) if record.version >= version => return Ok(()),
-            Some(record) => record,
-            None => GroupRecord {
-                version: 0,
-                members: Vec::new(),
-                sender: GroupSender::generate(&mut rand::rng()),
-                distributed: false,
-            },
-        };
-        let before = sorted(record.members.clone());
-        for member in added {
-            if !record.members.contains(&member) {
-                record.members.push(member);
-            }
-        }
-        record.members.retain(|m| !removed.contains(m));
-        if !record.members.contains(&me) {
-            record.members.push(me);
-        }
-        record.version = version;
-        if sorted(record.members.clone()) != before && record.distributed {
+        members.sort();
+        members.dedup();
+        let mut record = known.unwrap_or_else(|| GroupRecord {
+            version: 0,
+            members: Vec::new(),
+            sender: GroupSender::generate(&mut rand::rng()),
+            distributed: false,
+        });
+        if sorted(record.members.clone()) != members && record.distributed {
             record.sender.rotate(&mut rand::rng());
             record.distributed = false;
         }
+        record.members = members;
+        record.version = version;
         self.store.write(|txn| txn.put_group(&group, &record))?;
         tracing::debug!(%group, version, "group changed");
         self.emit(Event::GroupChanged {

@@ -53,6 +53,11 @@ impl Engine {
             return conn.queue(&ack);
         }
 
+        if let Some(group) = group
+            && self.store.group(&group)?.is_none()
+        {
+            self.query_group(conn, group)?;
+        }
         let opened = match group {
             Some(group) => self
                 .open_group(&group, &from, &body)
