@@ -3,7 +3,7 @@
 //! Interactive:
 //!
 //! ```text
-//! cargo run --example client -- --user alice --server 127.0.0.1:4433 --fingerprint HEX
+//! cargo run --example client -- --user alice --server 127.0.0.1:7443 --fingerprint HEX
 //! ```
 //!
 //! then type `/msg bob hello`, `/list`, `/safety bob`, `/quit` (a line
@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use courier::client::{Client, ClientConfig, Content, Direction, Event, Events, Status, Trust};
 use courier::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
+use courier::server::DEFAULT_ADDR;
 use courier::tls::CertFingerprint;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -33,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 1, env = "COURIER_DEVICE")]
     device: u32,
     /// Server address, host:port.
-    #[arg(long, default_value = "127.0.0.1:4433", env = "COURIER_SERVER")]
+    #[arg(long, default_value = DEFAULT_ADDR, env = "COURIER_SERVER")]
     server: String,
     /// SHA-256 fingerprint of the server certificate (64 hex digits), as the
     /// example server prints it.
@@ -100,10 +101,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let user = UserName::new(args.user.as_str()).context("--user")?;
     let trust = match (&args.fingerprint, &args.ca) {
-        (Some(pin), _) => Trust::Pinned(
-            pin.parse::<CertFingerprint>()
-                .context("--fingerprint must be 64 hex digits")?,
-        ),
+        (Some(pin), _) => Trust::Pinned(pin.parse::<CertFingerprint>().context("--fingerprint")?),
         (None, Some(ca)) => {
             Trust::CaPem(std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?)
         }
