@@ -203,6 +203,8 @@ impl Events {
 pub struct ClientStats {
     /// Successful authentications.
     pub connections: u64,
+    /// Connections whose TLS handshake resumed an earlier session.
+    pub resumed: u64,
     /// Messages received and stored.
     pub received: u64,
     /// Deliveries dropped as duplicates of a stored message.
@@ -214,14 +216,18 @@ pub struct ClientStats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     connections: AtomicU64,
+    resumed: AtomicU64,
     received: AtomicU64,
     duplicates_dropped: AtomicU64,
     frames_sent: AtomicU64,
 }
 
 impl Counters {
-    pub(crate) fn bump_connections(&self) {
+    pub(crate) fn bump_connections(&self, resumed: bool) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn bump_received(&self) {
@@ -518,6 +524,7 @@ impl Client {
         let c = &self.inner.counters;
         ClientStats {
             connections: c.connections.load(Ordering::Relaxed),
+            resumed: c.resumed.load(Ordering::Relaxed),
             received: c.received.load(Ordering::Relaxed),
             duplicates_dropped: c.duplicates_dropped.load(Ordering::Relaxed),
             frames_sent: c.frames_sent.load(Ordering::Relaxed),

@@ -48,6 +48,9 @@ async fn unaccepted_message_is_resent_after_the_connection_drops() {
     );
     delivered(&mut alice_events, third).await;
     assert_eq!(alice.outbox_len().unwrap(), 0);
+    // The reconnection resumed the TLS session instead of a full handshake.
+    assert_eq!(alice.stats().connections, 2);
+    assert_eq!(alice.stats().resumed, 1);
     server.handle.shutdown().await;
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rustls::HandshakeKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -35,6 +36,8 @@ pub(crate) struct Connection {
     pub(crate) limits: Limits,
     /// The server's `Welcome`.
     pub(crate) welcome: Welcome,
+    /// Whether TLS resumed an earlier session (no full handshake).
+    pub(crate) resumed: bool,
 }
 
 impl Connection {
@@ -70,6 +73,7 @@ impl Connection {
         tcp.set_nodelay(true).map_err(|err| ClientError::io(&err))?;
         let stream = tls.connect(server_name, tcp, timeout).await?;
         let exporter = crate::tls::exporter(&stream)?;
+        let resumed = stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
         let (reader, writer) = tokio::io::split(stream);
         let mut conn = Self {
             reader,
@@ -84,6 +88,7 @@ impl Connection {
                 server_time_ms: 0,
                 prekeys_remaining: 0,
             },
+            resumed,
         };
 
         let hello = match conn.recv().await? {
@@ -117,7 +122,7 @@ impl Connection {
                 other => return Err(unexpected(&other)),
             }
         }
-        tracing::debug!(device = %device, "authenticated");
+        tracing::debug!(device = %device, resumed, "authenticated");
         Ok(conn)
     }
 

@@ -162,7 +162,7 @@ impl Engine {
             match opened {
                 Ok(conn) => {
                     backoff.reset();
-                    self.counters.bump_connections();
+                    self.counters.bump_connections(conn.resumed);
                     tracing::info!(device = %self.me(), "connected");
                     self.emit(Event::Connected).await;
                     match self.serve(conn).await {
