@@ -60,8 +60,9 @@
 //! - Groups: a device that joins a user after that user's sender key went
 //!   out does not get the key until the membership changes; adding and
 //!   removing members after creation is not exposed yet (the server's
-//!   `GroupChanged` is followed). Media upload is not wired in:
-//!   [`Content::Media`] only carries a reference.
+//!   `GroupChanged` is followed).
+//! - Media transfers need a connection (they are not queued like messages)
+//!   and hold the whole blob in memory; a dropped connection fails them.
 //! - The seen-id table grows without bound; ids older than the server's
 //!   retention could be pruned.
 //! - A bundle request hands out a one-time prekey for every device of the
@@ -80,6 +81,7 @@ mod engine;
 mod error;
 mod group;
 mod incoming;
+mod media;
 mod outgoing;
 mod store;
 
@@ -456,6 +458,54 @@ impl Client {
             group,
             id: MessageId(rand::random()),
             content,
+            reply,
+        };
+        self.command(command, answer).await
+    }
+
+    /// Seals `data` under a fresh key, uploads the ciphertext to the
+    /// server's media store and sends the reference (id, key, digest) to
+    /// `to` as a sealed [`Content::Media`].
+    ///
+    /// # Errors
+    /// [`ClientError::NotConnected`] while disconnected (uploads are not
+    /// queued), [`ClientError::Server`] when the server refuses the blob
+    /// (too large), [`ClientError::ConnectionClosed`] when the connection
+    /// drops during the upload; else as [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: the upload continues in the background.
+    pub async fn send_media(
+        &self,
+        to: &UserName,
+        data: Vec<u8>,
+        name: impl Into<String>,
+    ) -> Result<MessageId, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::UploadMedia {
+            data,
+            name: name.into(),
+            reply,
+        };
+        let reference = self.command(command, answer).await?;
+        self.send(to, Content::Media(reference)).await
+    }
+
+    /// Downloads the blob a [`Content::Media`] refers to, checks its digest
+    /// and opens it.
+    ///
+    /// # Errors
+    /// [`ClientError::Media`] when the blob fails its digest or
+    /// authentication, [`ClientError::Server`] when the server no longer
+    /// has it, [`ClientError::NotConnected`] or
+    /// [`ClientError::ConnectionClosed`] without a connection.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the download result is dropped.
+    pub async fn download_media(&self, media: &MediaRef) -> Result<Vec<u8>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::DownloadMedia {
+            media: Box::new(media.clone()),
             reply,
         };
         self.command(command, answer).await

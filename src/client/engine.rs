@@ -9,15 +9,16 @@ use tokio::time::Instant;
 
 use crate::crypto::{IdentityKeyPair, PrekeySecrets};
 use crate::protocol::{
-    ClientFrame, DeviceBundle, DeviceId, ErrorCode, ErrorFrame, GroupId, MessageId, OneTimePrekey,
-    Ping, Pong, ServerFrame, SignedPrekey, UploadPrekeys, UserName,
+    ClientFrame, DeviceBundle, DeviceId, ErrorCode, ErrorFrame, GroupId, MediaId, MessageId,
+    OneTimePrekey, Ping, Pong, ServerFrame, SignedPrekey, UploadPrekeys, UserName,
 };
 use crate::tls::ClientTls;
 
 use super::backoff::{Backoff, TokenBucket};
 use super::conn::Connection;
+use super::media::{Download, Upload};
 use super::store::{LocalStore, OutboxEntry};
-use super::{ClientConfig, ClientError, Content, Counters, Event};
+use super::{ClientConfig, ClientError, Content, Counters, Event, MediaRef};
 
 /// Requests from [`Client`](super::Client) handles.
 pub(crate) enum Command {
@@ -37,6 +38,15 @@ pub(crate) enum Command {
         id: MessageId,
         content: Content,
         reply: oneshot::Sender<Result<MessageId, ClientError>>,
+    },
+    UploadMedia {
+        data: Vec<u8>,
+        name: String,
+        reply: oneshot::Sender<Result<MediaRef, ClientError>>,
+    },
+    DownloadMedia {
+        media: Box<MediaRef>,
+        reply: oneshot::Sender<Result<Vec<u8>, ClientError>>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -94,6 +104,10 @@ pub(crate) struct Engine {
     pub(crate) bundle_requests: HashMap<MessageId, UserName>,
     /// Told when the first connection is ready (prekeys stored by the server).
     ready: Option<oneshot::Sender<Result<(), ClientError>>>,
+    /// Media uploads waiting for `MediaStored`.
+    pub(crate) uploads: HashMap<MediaId, Upload>,
+    /// Media downloads in progress.
+    pub(crate) downloads: HashMap<MediaId, Download>,
 }
 
 impl Engine {
@@ -136,6 +150,8 @@ impl Engine {
             bundles: HashMap::new(),
             bundle_requests: HashMap::new(),
             ready: None,
+            uploads: HashMap::new(),
+            downloads: HashMap::new(),
         })
     }
 
@@ -165,7 +181,9 @@ impl Engine {
                     self.counters.bump_connections(conn.resumed);
                     tracing::info!(device = %self.me(), "connected");
                     self.emit(Event::Connected).await;
-                    match self.serve(conn).await {
+                    let end = self.serve(conn).await;
+                    self.fail_transfers();
+                    match end {
                         End::Closed(reply) => {
                             // Release the store before the caller hears of it.
                             drop(self);
@@ -282,6 +300,16 @@ impl Engine {
                         conn.close().await;
                         return End::Closed(Some(reply));
                     }
+                    Some(Command::UploadMedia { data, name, reply }) => {
+                        if let Err(error) = self.start_upload(&mut conn, data, name, reply).await {
+                            return End::Lost(error);
+                        }
+                    }
+                    Some(Command::DownloadMedia { media, reply }) => {
+                        if let Err(error) = self.start_download(&mut conn, &media, reply) {
+                            return End::Lost(error);
+                        }
+                    }
                     Some(command) => self.on_command(command),
                 },
                 _ = ping.tick() => {
@@ -381,6 +409,12 @@ impl Engine {
                 let result = self.enqueue_group_message(group, id, &content).map(|()| id);
                 let _ = reply.send(result);
             }
+            Command::UploadMedia { reply, .. } => {
+                let _ = reply.send(Err(ClientError::NotConnected));
+            }
+            Command::DownloadMedia { reply, .. } => {
+                let _ = reply.send(Err(ClientError::NotConnected));
+            }
             Command::Close { reply } => {
                 // Handled by the loops; reaching here means nothing to close.
                 let _ = reply.send(());
@@ -403,6 +437,14 @@ impl Engine {
             ServerFrame::Bundle(bundle) => self.on_bundle(bundle).await,
             ServerFrame::GroupChanged(changed) => self.on_group_changed(changed).await,
             ServerFrame::GroupInfo(info) => self.on_group_info(info).await,
+            ServerFrame::MediaStored(stored) => {
+                self.on_media_stored(&stored);
+                Ok(())
+            }
+            ServerFrame::MediaChunk(chunk) => {
+                self.on_media_chunk(chunk);
+                Ok(())
+            }
             ServerFrame::PrekeysLow(low) => {
                 if link.welcome_prekeys.take() == Some(low.remaining) {
                     return Ok(());
@@ -434,6 +476,13 @@ impl Engine {
     async fn on_error(&mut self, error: ErrorFrame) -> Result<(), ClientError> {
         let ErrorFrame { code, text, id } = error;
         if let Some(id) = id {
+            let refused = ClientError::Server {
+                code,
+                text: text.clone(),
+            };
+            if self.on_media_error(MediaId(id.0), &refused) {
+                return Ok(());
+            }
             if let Some(user) = self.bundle_requests.remove(&id) {
                 return self.on_bundle_error(&user, code, text).await;
             }

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::crypto::{GroupError, OpenError, SealError, X3dhError};
+use crate::crypto::{GroupError, MediaError, OpenError, SealError, X3dhError};
 use crate::protocol::{ErrorCode, FrameError, GroupId, NameError, UserName};
 use crate::tls::TlsError;
 
@@ -104,6 +104,12 @@ pub enum ClientError {
     /// A group message arrived before its sender's key.
     #[error("no sender key for this group member")]
     NoSenderKey,
+    /// A downloaded blob failed its digest or authentication.
+    #[error("media: {0}")]
+    Media(#[from] MediaError),
+    /// The request needs a connection and there is none right now.
+    #[error("not connected")]
+    NotConnected,
     /// The client has stopped (closed, or a fatal error ended it).
     #[error("client stopped")]
     Stopped,
