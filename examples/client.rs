@@ -12,13 +12,15 @@
 //! `... recv --count 1 --timeout 10` prints what arrives and exits.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use courier::client::{Client, ClientConfig, Content, Direction, Event, Events, Status, Trust};
+use courier::client::{
+    Client, ClientConfig, Content, Direction, Event, Events, MediaRef, Status, Trust,
+};
 use courier::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
 use courier::server::DEFAULT_ADDR;
 use courier::tls::CertFingerprint;
@@ -111,6 +113,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .state_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("courier-client-{user}")));
+    let downloads = state_dir.join("downloads");
     let mut config = ClientConfig::new(&args.server, trust, user, args.device, state_dir);
     if let Some(name) = &args.server_name {
         config = config.with_server_name(name);
@@ -120,7 +123,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("connecting to {}", args.server))?;
 
     let code = match args.command {
-        None => interactive(&client, events)
+        None => interactive(&client, events, &downloads)
             .await
             .map(|()| ExitCode::SUCCESS),
         Some(Command::Send {
@@ -236,6 +239,20 @@ fn describe(from: &DeviceId, group: Option<&GroupId>, content: &Content) -> Opti
     }
 }
 
+/// Downloads a blob into `dir` under the last component of its name.
+async fn save_media(client: &Client, media: &MediaRef, dir: &Path) -> anyhow::Result<PathBuf> {
+    let data = client.download_media(media).await?;
+    let name = Path::new(&media.name)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.starts_with('.'))
+        .map_or_else(|| format!("media-{}", media.media), str::to_owned);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 fn short_group(group: &GroupId) -> String {
     group.to_string()[..8].to_owned()
 }
@@ -258,7 +275,7 @@ fn short(id: &MessageId) -> String {
     id.to_string()[..8].to_owned()
 }
 
-async fn interactive(client: &Client, mut events: Events) -> anyhow::Result<()> {
+async fn interactive(client: &Client, mut events: Events, downloads: &Path) -> anyhow::Result<()> {
     println!("connected as {} (type /help for commands)", client.device());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut current: Option<UserName> = None;
@@ -281,7 +298,7 @@ async fn interactive(client: &Client, mut events: Events) -> anyhow::Result<()> 
                 if matches!(event, Event::Connected) && std::mem::take(&mut first_connect) {
                     continue;
                 }
-                on_event(client, event, &sent).await;
+                on_event(client, event, &sent, downloads).await;
             }
         }
     }
@@ -304,6 +321,7 @@ async fn command(
             println!("/list            conversations");
             println!("/history USER    messages with USER");
             println!("/safety USER     safety numbers with USER's devices");
+            println!("/file USER PATH  send a file (sealed; saved by the recipient)");
             println!("/group USER...   create a group with these users");
             println!("/groups          your groups");
             println!("/g GROUP TEXT    send TEXT to a group (GROUP: first digits of its id)");
@@ -317,6 +335,22 @@ async fn command(
             let to = UserName::new(to)?;
             send_line(client, &to, text, sent).await?;
             *current = Some(to);
+        }
+        "/file" => {
+            let (to, path) = rest
+                .trim()
+                .split_once(' ')
+                .context("usage: /file USER PATH")?;
+            let to = UserName::new(to)?;
+            let path = Path::new(path.trim());
+            let data =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let name = path
+                .file_name()
+                .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+            let id = client.send_media(&to, data, name.clone()).await?;
+            sent.insert(id, to.clone());
+            println!("you -> {to}: [file {name}]  [{}]", short(&id));
         }
         "/group" => {
             let members = rest
@@ -339,6 +373,7 @@ async fn command(
                 .context("usage: /g GROUP TEXT")?;
             let group = find_group(client, prefix)?;
             let id = client.send_group(group, Content::text(text)).await?;
+            sent.insert(id, client.device().user.clone());
             println!(
                 "you -> group {}: {text}  [{}]",
                 short_group(&group),
@@ -404,7 +439,12 @@ async fn send_line(
     Ok(())
 }
 
-async fn on_event(client: &Client, event: Event, sent: &HashMap<MessageId, UserName>) {
+async fn on_event(
+    client: &Client,
+    event: Event,
+    sent: &HashMap<MessageId, UserName>,
+    downloads: &Path,
+) {
     match event {
         Event::Message {
             from,
@@ -421,6 +461,12 @@ async fn on_event(client: &Client, event: Event, sent: &HashMap<MessageId, UserN
             _ => {
                 if let Some(line) = describe(&from, group.as_ref(), &content) {
                     println!("{line}");
+                }
+                if let Content::Media(media) = &content {
+                    match save_media(client, media, downloads).await {
+                        Ok(path) => println!("  saved to {}", path.display()),
+                        Err(err) => println!("! could not fetch the file: {err:#}"),
+                    }
                 }
                 if from.user != client.device().user && group.is_none() {
                     let _ = client.mark_read(&from.user, vec![id]).await;
