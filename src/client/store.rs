@@ -22,23 +22,27 @@
 //! | `groups` | group id | members, version and this device's sender key |
 //! | `group_receivers` | (group id, user, device) | a member device's sender key |
 
+mod codec;
+
 use std::path::Path;
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use rand_core::CryptoRng;
 use redb::{
-    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+    Database, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::crypto::{GroupReceiver, GroupSender, IdentityKeyPair, PrekeySecrets, Session};
 use crate::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
 
 use super::{ClientError, Content};
 
+pub use codec::StorageKey;
+use codec::{Codec, bin};
+
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+type MetaTable<'t> = Table<'t, &'static str, &'static [u8]>;
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const SESSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("sessions");
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
@@ -54,10 +58,6 @@ const DEVICE_KEY: &str = "device";
 const IDENTITY_KEY: &str = "identity";
 const PREKEYS_KEY: &str = "prekeys";
 const SEQ_KEY: &str = "seq";
-const KEY_CHECK: &str = "key_check";
-const KEY_CHECK_TEXT: &str = "courier client store";
-const NONCE_BYTES: usize = 12;
-const TAG_BYTES: usize = 16;
 
 /// The name of the store file inside the state directory.
 pub(crate) const STORE_FILE: &str = "client.redb";
@@ -244,92 +244,63 @@ impl LocalStore {
         let db = Database::create(&path).map_err(ClientError::store)?;
         let store = Self {
             db,
-            codec: Codec {
-                key: key.map(|k| k.0.clone()),
-            },
+            codec: Codec::new(key),
         };
 
         let txn = store.db.begin_write().map_err(ClientError::store)?;
+        create_tables(&txn)?;
         let (identity, prekeys) = {
             let mut meta = txn.open_table(META).map_err(ClientError::store)?;
-            txn.open_table(COUNTERS).map_err(ClientError::store)?;
-            txn.open_table(SESSIONS).map_err(ClientError::store)?;
-            txn.open_table(DEVICES).map_err(ClientError::store)?;
-            txn.open_table(OUTBOX).map_err(ClientError::store)?;
-            txn.open_table(SEEN).map_err(ClientError::store)?;
-            txn.open_table(HISTORY).map_err(ClientError::store)?;
-            txn.open_table(SENT_INDEX).map_err(ClientError::store)?;
-            txn.open_table(GROUPS).map_err(ClientError::store)?;
-            txn.open_table(GROUP_RECEIVERS)
-                .map_err(ClientError::store)?;
-
-            let check = meta
-                .get(KEY_CHECK)
-                .map_err(ClientError::store)?
-                .map(|bytes| bytes.value().to_vec());
-            match check {
-                Some(bytes) => {
-                    let check: String = store
-                        .codec
-                        .decode(META.name(), &bytes)
-                        .map_err(|_| ClientError::StorageKey)?;
-                    if check != KEY_CHECK_TEXT {
-                        return Err(ClientError::StorageKey);
-                    }
-                }
-                None => {
-                    let check = store.codec.encode(META.name(), KEY_CHECK_TEXT)?;
-                    meta.insert(KEY_CHECK, check.as_slice())
-                        .map_err(ClientError::store)?;
-                }
-            }
-            let found: Option<DeviceId> = match meta.get(DEVICE_KEY).map_err(ClientError::store)? {
-                Some(bytes) => Some(store.codec.decode(META.name(), bytes.value())?),
-                None => None,
-            };
-            match found {
-                Some(found) if &found != device => {
-                    return Err(ClientError::WrongDevice {
-                        found: found.to_string(),
-                        wanted: device.to_string(),
-                    });
-                }
-                Some(_) => {
-                    let identity = match meta.get(IDENTITY_KEY).map_err(ClientError::store)? {
-                        Some(bytes) => store.codec.decode(META.name(), bytes.value())?,
-                        None => return Err(ClientError::store("identity missing")),
-                    };
-                    let prekeys = match meta.get(PREKEYS_KEY).map_err(ClientError::store)? {
-                        Some(bytes) => store.codec.decode(META.name(), bytes.value())?,
-                        None => PrekeySecrets::new(),
-                    };
-                    (identity, prekeys)
-                }
-                None => {
-                    let identity = IdentityKeyPair::generate(rng);
-                    let prekeys = PrekeySecrets::new();
-                    meta.insert(
-                        DEVICE_KEY,
-                        store.codec.encode(META.name(), device)?.as_slice(),
-                    )
-                    .map_err(ClientError::store)?;
-                    meta.insert(
-                        IDENTITY_KEY,
-                        store.codec.encode(META.name(), &identity)?.as_slice(),
-                    )
-                    .map_err(ClientError::store)?;
-                    meta.insert(
-                        PREKEYS_KEY,
-                        store.codec.encode(META.name(), &prekeys)?.as_slice(),
-                    )
-                    .map_err(ClientError::store)?;
-                    tracing::info!(device = %device, "created device identity");
-                    (identity, prekeys)
-                }
-            }
+            store.codec.check_key(&mut meta, META.name())?;
+            store.identity(&mut meta, device, rng)?
         };
         txn.commit().map_err(ClientError::store)?;
         Ok((store, identity, prekeys))
+    }
+
+    /// The device's identity and prekeys, created for a new store.
+    fn identity<R: CryptoRng + ?Sized>(
+        &self,
+        meta: &mut MetaTable<'_>,
+        device: &DeviceId,
+        rng: &mut R,
+    ) -> Result<(IdentityKeyPair, PrekeySecrets), ClientError> {
+        let codec = &self.codec;
+        let read = |meta: &MetaTable<'_>, key: &str| -> Result<Option<Vec<u8>>, ClientError> {
+            let value = meta.get(key).map_err(ClientError::store)?;
+            Ok(value.map(|bytes| bytes.value().to_vec()))
+        };
+        if let Some(bytes) = read(meta, DEVICE_KEY)? {
+            let found: DeviceId = codec.decode(META.name(), &bytes)?;
+            if &found != device {
+                return Err(ClientError::WrongDevice {
+                    found: found.to_string(),
+                    wanted: device.to_string(),
+                });
+            }
+            let identity = match read(meta, IDENTITY_KEY)? {
+                Some(bytes) => codec.decode(META.name(), &bytes)?,
+                None => return Err(ClientError::store("identity missing")),
+            };
+            let prekeys = match read(meta, PREKEYS_KEY)? {
+                Some(bytes) => codec.decode(META.name(), &bytes)?,
+                None => PrekeySecrets::new(),
+            };
+            return Ok((identity, prekeys));
+        }
+
+        let identity = IdentityKeyPair::generate(rng);
+        let prekeys = PrekeySecrets::new();
+        let mut put = |key: &str, bytes: Vec<u8>| {
+            meta.insert(key, bytes.as_slice())
+                .map(drop)
+                .map_err(ClientError::store)
+        };
+        put(DEVICE_KEY, codec.encode(META.name(), device)?)?;
+        put(IDENTITY_KEY, codec.encode(META.name(), &identity)?)?;
+        put(PREKEYS_KEY, codec.encode(META.name(), &prekeys)?)?;
+        tracing::info!(device = %device, "created device identity");
+        Ok((identity, prekeys))
     }
 
     /// Runs `f` in one write transaction and commits it durably.
@@ -682,6 +653,22 @@ impl Txn<'_> {
     }
 }
 
+/// Creates every table, so that read transactions never miss one.
+fn create_tables(txn: &WriteTransaction) -> Result<(), ClientError> {
+    txn.open_table(META).map_err(ClientError::store)?;
+    txn.open_table(COUNTERS).map_err(ClientError::store)?;
+    txn.open_table(SESSIONS).map_err(ClientError::store)?;
+    txn.open_table(DEVICES).map_err(ClientError::store)?;
+    txn.open_table(OUTBOX).map_err(ClientError::store)?;
+    txn.open_table(SEEN).map_err(ClientError::store)?;
+    txn.open_table(HISTORY).map_err(ClientError::store)?;
+    txn.open_table(SENT_INDEX).map_err(ClientError::store)?;
+    txn.open_table(GROUPS).map_err(ClientError::store)?;
+    txn.open_table(GROUP_RECEIVERS)
+        .map_err(ClientError::store)?;
+    Ok(())
+}
+
 fn stored_message(codec: &Codec, seq: u64, bytes: &[u8]) -> Result<StoredMessage, ClientError> {
     let record: HistoryRecord = codec.decode(HISTORY.name(), bytes)?;
     Ok(StoredMessage {
@@ -695,87 +682,6 @@ fn stored_message(codec: &Codec, seq: u64, bytes: &[u8]) -> Result<StoredMessage
     })
 }
 
-/// A key that encrypts the local store's records (AES-256-GCM).
-#[derive(Clone)]
-pub struct StorageKey(Zeroizing<[u8; 32]>);
-
-impl StorageKey {
-    /// A storage key from 32 secret bytes (from the operating system's
-    /// keychain, or derived from a passphrase with a password hash).
-    pub fn new(key: [u8; 32]) -> Self {
-        Self(Zeroizing::new(key))
-    }
-}
-
-impl std::fmt::Debug for StorageKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StorageKey(<redacted>)")
-    }
-}
-
-/// Encodes records as MessagePack and, with a storage key, seals them:
-/// `nonce (12 random bytes) || AES-256-GCM(record) || tag`, with the table
-/// name as associated data.
-#[derive(Debug)]
-struct Codec {
-    key: Option<Zeroizing<[u8; 32]>>,
-}
-
-impl Codec {
-    fn encode<T: Serialize + ?Sized>(
-        &self,
-        table: &str,
-        value: &T,
-    ) -> Result<Vec<u8>, ClientError> {
-        let plain = Zeroizing::new(rmp_serde::to_vec(value).map_err(ClientError::store)?);
-        let Some(key) = &self.key else {
-            return Ok(plain.to_vec());
-        };
-        let nonce: [u8; NONCE_BYTES] = rand::random();
-        let mut out = Vec::with_capacity(NONCE_BYTES + plain.len() + TAG_BYTES);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&plain);
-        let cipher = Aes256Gcm::new(&(**key).into());
-        let tag = cipher
-            .encrypt_inout_detached(
-                &Nonce::from(nonce),
-                table.as_bytes(),
-                (&mut out[NONCE_BYTES..]).into(),
-            )
-            .map_err(|_| ClientError::store("record too large to seal"))?;
-        out.extend_from_slice(&tag);
-        Ok(out)
-    }
-
-    fn decode<T: serde::de::DeserializeOwned>(
-        &self,
-        table: &str,
-        bytes: &[u8],
-    ) -> Result<T, ClientError> {
-        let Some(key) = &self.key else {
-            return rmp_serde::from_slice(bytes).map_err(ClientError::store);
-        };
-        if bytes.len() < NONCE_BYTES + TAG_BYTES {
-            return Err(ClientError::StorageKey);
-        }
-        let (nonce, rest) = bytes.split_at(NONCE_BYTES);
-        let (body, tag) = rest.split_at(rest.len() - TAG_BYTES);
-        let nonce = <[u8; NONCE_BYTES]>::try_from(nonce).map_err(|_| ClientError::StorageKey)?;
-        let tag = aes_gcm::Tag::try_from(tag).map_err(|_| ClientError::StorageKey)?;
-        let mut plain = Zeroizing::new(body.to_vec());
-        let cipher = Aes256Gcm::new(&(**key).into());
-        cipher
-            .decrypt_inout_detached(
-                &Nonce::from(nonce),
-                table.as_bytes(),
-                (&mut plain[..]).into(),
-                &tag,
-            )
-            .map_err(|_| ClientError::StorageKey)?;
-        rmp_serde::from_slice(&plain).map_err(ClientError::store)
-    }
-}
-
 /// Creates the state directory readable by its owner only.
 fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
     let mut builder = std::fs::DirBuilder::new();
@@ -785,42 +691,6 @@ fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
     builder.create(dir).map_err(|err| ClientError::Store {
         reason: format!("state directory {}: {err}", dir.display()),
     })
-}
-
-/// `Vec<u8>` as a MessagePack bin rather than an array of integers.
-mod bin {
-    use std::fmt;
-
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(bytes)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
-        struct BytesVisitor;
-
-        impl Visitor<'_> for BytesVisitor {
-            type Value = Vec<u8>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("bytes")
-            }
-
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-
-        deserializer.deserialize_byte_buf(BytesVisitor)
-    }
 }
 
 #[cfg(test)]
