@@ -91,39 +91,50 @@ impl Connection {
             resumed,
         };
 
-        let hello = match conn.recv().await? {
+        conn.authenticate(device, identity, &exporter).await?;
+        tracing::debug!(device = %device, resumed, "authenticated");
+        Ok(conn)
+    }
+
+    /// Answers the `ServerHello` challenge and waits for `Welcome`
+    /// (`docs/protocol.md` section 5.2).
+    async fn authenticate(
+        &mut self,
+        device: &DeviceId,
+        identity: &IdentityKeyPair,
+        exporter: &[u8; 32],
+    ) -> Result<(), ClientError> {
+        let hello = match self.recv().await? {
             ServerFrame::ServerHello(hello) => hello,
             other => return Err(unexpected(&other)),
         };
-        conn.codec.set_max_frame_bytes(hello.limits.max_frame_bytes);
-        conn.limits = hello.limits;
+        self.codec.set_max_frame_bytes(hello.limits.max_frame_bytes);
+        self.limits = hello.limits;
 
-        let transcript = auth_transcript(&hello.challenge, &exporter);
+        let transcript = auth_transcript(&hello.challenge, exporter);
         let signature = identity.sign(&transcript);
-        conn.queue(&ClientFrame::ClientHello(ClientHello {
+        self.queue(&ClientFrame::ClientHello(ClientHello {
             version: PROTOCOL_VERSION,
             device: device.clone(),
             identity: wire_identity(&identity.public()),
             signature,
         }))?;
-        conn.flush().await?;
+        self.flush().await?;
 
         loop {
-            match conn.recv().await? {
+            match self.recv().await? {
                 ServerFrame::Welcome(welcome) => {
-                    conn.welcome = welcome;
-                    break;
+                    self.welcome = welcome;
+                    return Ok(());
                 }
                 ServerFrame::Ping(ping) => {
-                    conn.queue(&ClientFrame::Pong(Pong { nonce: ping.nonce }))?;
-                    conn.flush().await?;
+                    self.queue(&ClientFrame::Pong(Pong { nonce: ping.nonce }))?;
+                    self.flush().await?;
                 }
                 ServerFrame::Pong(_) => {}
                 other => return Err(unexpected(&other)),
             }
         }
-        tracing::debug!(device = %device, resumed, "authenticated");
-        Ok(conn)
     }
 
     /// The next frame from the server. An `Error` frame comes back as a

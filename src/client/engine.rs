@@ -78,6 +78,35 @@ pub(crate) struct Link {
     ready_ping: Option<u64>,
 }
 
+impl Link {
+    fn new(conn: &Connection, config: &ClientConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            tokens: TokenBucket::new(conn.limits.messages_per_second, now),
+            welcome_prekeys: Some(conn.welcome.prekeys_remaining),
+            prekey_target: config
+                .one_time_prekeys
+                .min(conn.limits.max_one_time_prekeys),
+            last_rx: now,
+            idle_timeout: Duration::from_millis(u64::from(conn.limits.idle_timeout_ms.max(3000))),
+            next_ping: 1,
+            ready_ping: None,
+        }
+    }
+
+    /// Pings the server, or gives up on it after the idle timeout.
+    fn ping(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+        if self.last_rx.elapsed() > self.idle_timeout {
+            return Err(ClientError::Timeout {
+                during: "waiting for the server",
+            });
+        }
+        let nonce = self.next_ping;
+        self.next_ping += 1;
+        conn.queue(&ClientFrame::Ping(Ping { nonce }))
+    }
+}
+
 /// How a connection ended.
 enum End {
     Closed(Option<oneshot::Sender<()>>),
@@ -166,68 +195,68 @@ impl Engine {
         self.ready = Some(ready);
         let mut backoff = Backoff::new(self.config.reconnect_initial, self.config.reconnect_max);
         loop {
-            let opened = Connection::open(
-                &self.config.server,
-                &self.config.server_name,
-                &self.tls,
-                &self.config.device,
-                &self.identity,
-                self.config.connect_timeout,
-            )
-            .await;
-            match opened {
-                Ok(conn) => {
-                    backoff.reset();
-                    self.counters.bump_connections(conn.resumed);
-                    tracing::info!(device = %self.me(), "connected");
-                    self.emit(Event::Connected).await;
-                    let end = self.serve(conn).await;
-                    self.fail_transfers();
-                    match end {
-                        End::Closed(reply) => {
-                            // Release the store before the caller hears of it.
-                            drop(self);
-                            if let Some(reply) = reply {
-                                let _ = reply.send(());
-                            }
-                            return;
-                        }
-                        End::Lost(error) => {
-                            if let Some(ready) = self.ready.take() {
-                                let _ = ready.send(Err(error));
-                                return;
-                            }
-                            tracing::info!(device = %self.me(), %error, "disconnected");
-                            let reason = error.to_string();
-                            self.emit(Event::Disconnected { reason }).await;
-                            if error.is_fatal() {
-                                self.emit(Event::Stopped { error }).await;
-                                return;
-                            }
-                        }
-                    }
-                }
-                Err(error) => {
-                    if let Some(ready) = self.ready.take() {
-                        let _ = ready.send(Err(error));
-                        return;
-                    }
-                    tracing::warn!(device = %self.me(), %error, "reconnect failed");
-                    if error.is_fatal() {
-                        self.emit(Event::Stopped { error }).await;
-                        return;
-                    }
-                }
+            let mut stop = self.connect_once(&mut backoff).await;
+            if stop.is_none() {
+                stop = self.wait_offline(backoff.next_delay()).await;
             }
-            let delay = backoff.next_delay();
-            if let Some(reply) = self.wait_offline(delay).await {
+            if let Some(closer) = stop {
+                // Release the store before the caller hears of it.
                 drop(self);
-                if let Some(reply) = reply {
-                    let _ = reply.send(());
+                if let Some(closer) = closer {
+                    let _ = closer.send(());
                 }
                 return;
             }
         }
+    }
+
+    /// One connection attempt and, when it succeeds, the connection's life.
+    /// `Some` when the client must stop (with the closer to answer, if any).
+    async fn connect_once(&mut self, backoff: &mut Backoff) -> Option<Option<oneshot::Sender<()>>> {
+        let opened = Connection::open(
+            &self.config.server,
+            &self.config.server_name,
+            &self.tls,
+            &self.config.device,
+            &self.identity,
+            self.config.connect_timeout,
+        )
+        .await;
+        let error = match opened {
+            Ok(conn) => {
+                backoff.reset();
+                self.counters.bump_connections(conn.resumed);
+                tracing::info!(device = %self.me(), "connected");
+                self.emit(Event::Connected).await;
+                let end = self.serve(conn).await;
+                self.fail_transfers();
+                let error = match end {
+                    End::Closed(closer) => return Some(closer),
+                    End::Lost(error) => error,
+                };
+                if self.ready.is_none() {
+                    tracing::info!(device = %self.me(), %error, "disconnected");
+                    let reason = error.to_string();
+                    self.emit(Event::Disconnected { reason }).await;
+                }
+                error
+            }
+            Err(error) => {
+                if self.ready.is_none() {
+                    tracing::warn!(device = %self.me(), %error, "reconnect failed");
+                }
+                error
+            }
+        };
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(error));
+            return Some(None);
+        }
+        if error.is_fatal() {
+            self.emit(Event::Stopped { error }).await;
+            return Some(None);
+        }
+        None
     }
 
     /// Takes commands while disconnected, for `delay`. `Some` once closed
@@ -249,20 +278,7 @@ impl Engine {
 
     /// Runs one authenticated connection until it ends.
     async fn serve(&mut self, mut conn: Connection) -> End {
-        let now = Instant::now();
-        let idle_timeout = Duration::from_millis(u64::from(conn.limits.idle_timeout_ms.max(3000)));
-        let mut link = Link {
-            tokens: TokenBucket::new(conn.limits.messages_per_second, now),
-            welcome_prekeys: Some(conn.welcome.prekeys_remaining),
-            prekey_target: self
-                .config
-                .one_time_prekeys
-                .min(conn.limits.max_one_time_prekeys),
-            last_rx: now,
-            idle_timeout,
-            next_ping: 1,
-            ready_ping: None,
-        };
+        let mut link = Link::new(&conn, &self.config);
         for pending in self.outbox.values_mut() {
             pending.in_flight = false;
         }
@@ -271,26 +287,21 @@ impl Engine {
             return End::Lost(error);
         }
 
-        let ping_every = idle_timeout / 3;
-        let mut ping = tokio::time::interval_at(now + ping_every, ping_every);
+        let ping_every = link.idle_timeout / 3;
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         loop {
             if let Err(error) = self.pump(&mut conn, &mut link).await {
                 return End::Lost(error);
             }
             let wake = self.next_wake(&link);
-            tokio::select! {
-                frame = conn.recv() => {
-                    let handled = match frame {
-                        Ok(frame) => {
-                            link.last_rx = Instant::now();
-                            self.on_frame(&mut conn, &mut link, frame).await
-                        }
-                        Err(error) => Err(error),
-                    };
-                    if let Err(error) = handled {
-                        return End::Lost(error);
+            let handled = tokio::select! {
+                frame = conn.recv() => match frame {
+                    Ok(frame) => {
+                        link.last_rx = Instant::now();
+                        self.on_frame(&mut conn, &mut link, frame).await
                     }
-                }
+                    Err(error) => Err(error),
+                },
                 command = self.commands.recv() => match command {
                     None => {
                         conn.close().await;
@@ -300,29 +311,31 @@ impl Engine {
                         conn.close().await;
                         return End::Closed(Some(reply));
                     }
-                    Some(Command::UploadMedia { data, name, reply }) => {
-                        if let Err(error) = self.start_upload(&mut conn, data, name, reply).await {
-                            return End::Lost(error);
-                        }
-                    }
-                    Some(Command::DownloadMedia { media, reply }) => {
-                        if let Err(error) = self.start_download(&mut conn, &media, reply) {
-                            return End::Lost(error);
-                        }
-                    }
-                    Some(command) => self.on_command(command),
+                    Some(command) => self.on_command_online(&mut conn, command).await,
                 },
-                _ = ping.tick() => {
-                    if link.last_rx.elapsed() > link.idle_timeout {
-                        return End::Lost(ClientError::Timeout { during: "waiting for the server" });
-                    }
-                    let nonce = link.next_ping;
-                    link.next_ping += 1;
-                    if let Err(error) = conn.queue(&ClientFrame::Ping(Ping { nonce })) {
-                        return End::Lost(error);
-                    }
-                }
-                () = sleep_until_opt(wake) => {}
+                _ = ping.tick() => link.ping(&mut conn),
+                () = sleep_until_opt(wake) => Ok(()),
+            };
+            if let Err(error) = handled {
+                return End::Lost(error);
+            }
+        }
+    }
+
+    /// A command while connected: media transfers need the connection.
+    async fn on_command_online(
+        &mut self,
+        conn: &mut Connection,
+        command: Command,
+    ) -> Result<(), ClientError> {
+        match command {
+            Command::UploadMedia { data, name, reply } => {
+                self.start_upload(conn, data, name, reply).await
+            }
+            Command::DownloadMedia { media, reply } => self.start_download(conn, &media, reply),
+            command => {
+                self.on_command(command);
+                Ok(())
             }
         }
     }

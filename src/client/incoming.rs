@@ -2,13 +2,13 @@
 
 use crate::crypto::{EnvelopeKind, GroupReceiver, PrekeySecrets, Session};
 use crate::protocol::{
-    ClientFrame, Conversation, Deliver, DeliveryAck, DeviceId, GroupId, MessageId,
+    ClientFrame, Conversation, Deliver, DeliveryAck, DeviceId, GroupId, MessageId, UserName,
 };
 
 use super::conn::Connection;
 use super::engine::Engine;
 use super::group::receiver_of;
-use super::store::{Direction, SessionRecord, Status};
+use super::store::{Direction, SessionRecord, Status, Txn};
 use super::{ClientError, Content, Event, now_ms, time_from_ms};
 
 /// A message opened but not stored yet.
@@ -27,6 +27,18 @@ enum OpenedWith {
     Group(GroupId, Box<GroupReceiver>),
 }
 
+/// A delivery after opening, before storing.
+struct Received {
+    from: DeviceId,
+    id: MessageId,
+    group: Option<GroupId>,
+    sent_at_ms: u64,
+    opened: Option<Opened>,
+    content: Result<Content, ClientError>,
+    /// The receiver state a sender-key distribution installs.
+    sender_key: Option<(GroupId, Result<GroupReceiver, ClientError>)>,
+}
+
 impl Engine {
     /// Handles one `Deliver`: a duplicate is acknowledged again and
     /// dropped; a new message is opened, stored with its ratchet step and
@@ -36,6 +48,44 @@ impl Engine {
         conn: &mut Connection,
         deliver: Deliver,
     ) -> Result<(), ClientError> {
+        let ack = ClientFrame::DeliveryAck(DeliveryAck {
+            from: deliver.from.clone(),
+            id: deliver.id,
+        });
+        if self.store.seen(&deliver.from, &deliver.id)? {
+            tracing::debug!(from = %deliver.from, id = %deliver.id, "dropping duplicate delivery");
+            self.counters.bump_duplicates();
+            return conn.queue(&ack);
+        }
+        if let Some(group) = deliver.group
+            && self.store.group(&group)?.is_none()
+        {
+            self.query_group(conn, group)?;
+        }
+
+        let received = self.receive(deliver);
+        self.store_delivery(&received)?;
+        if let Some(Opened {
+            state:
+                OpenedWith::Pairwise {
+                    prekeys: Some(prekeys),
+                    ..
+                },
+            ..
+        }) = &received.opened
+        {
+            self.prekeys = prekeys.clone();
+        }
+        if received.group.is_none() {
+            self.learn_device(&received.from)?;
+        }
+        conn.queue(&ack)?;
+        self.announce(received).await;
+        Ok(())
+    }
+
+    /// Opens a delivery and decodes its content.
+    fn receive(&self, deliver: Deliver) -> Received {
         let Deliver {
             id,
             from,
@@ -43,21 +93,6 @@ impl Engine {
             body,
             sent_at_ms,
         } = deliver;
-        let ack = ClientFrame::DeliveryAck(DeliveryAck {
-            from: from.clone(),
-            id,
-        });
-        if self.store.seen(&from, &id)? {
-            tracing::debug!(%from, %id, "dropping duplicate delivery");
-            self.counters.bump_duplicates();
-            return conn.queue(&ack);
-        }
-
-        if let Some(group) = group
-            && self.store.group(&group)?.is_none()
-        {
-            self.query_group(conn, group)?;
-        }
         let opened = match group {
             Some(group) => self
                 .open_group(&group, &from, &body)
@@ -81,34 +116,31 @@ impl Engine {
             }) if group.is_none() => Some((*key_group, receiver_of(distribution))),
             _ => None,
         };
-
-        self.store_delivery(
-            &from,
+        Received {
+            from,
             id,
             group,
             sent_at_ms,
-            opened.as_ref(),
-            &content,
-            sender_key.as_ref(),
-        )?;
-        if let Some(Opened {
-            state:
-                OpenedWith::Pairwise {
-                    prekeys: Some(prekeys),
-                    ..
-                },
-            ..
-        }) = opened
-        {
-            self.prekeys = prekeys;
+            opened,
+            content,
+            sender_key,
         }
-        if group.is_none() {
-            self.learn_device(&from)?;
-        }
-        conn.queue(&ack)?;
+    }
 
+    /// Tells the application about a stored delivery (a sender key is
+    /// handled silently).
+    async fn announce(&mut self, received: Received) {
+        let Received {
+            from,
+            id,
+            group,
+            sent_at_ms,
+            content,
+            sender_key,
+            ..
+        } = received;
         let content = match (content, sender_key) {
-            (Ok(_), Some((_, Ok(_)))) => return Ok(()),
+            (Ok(_), Some((_, Ok(_)))) => return,
             (Ok(_), Some((_, Err(error)))) => Err(error),
             (content, _) => content,
         };
@@ -129,27 +161,17 @@ impl Engine {
                 self.emit(Event::Undecryptable { from, id, error }).await;
             }
         }
-        Ok(())
     }
 
     /// Stores what one delivery changed, in one transaction: the ratchet or
     /// sender-key state that opened it, the consumed prekey, its id, and the
     /// message itself (or the status change a read receipt makes).
-    #[expect(clippy::too_many_arguments, reason = "the parts of one delivery")]
-    fn store_delivery(
-        &self,
-        from: &DeviceId,
-        id: MessageId,
-        group: Option<GroupId>,
-        sent_at_ms: u64,
-        opened: Option<&Opened>,
-        content: &Result<Content, ClientError>,
-        sender_key: Option<&(GroupId, Result<GroupReceiver, ClientError>)>,
-    ) -> Result<(), ClientError> {
+    fn store_delivery(&self, received: &Received) -> Result<(), ClientError> {
         let me = self.me().user.clone();
         let now = now_ms();
+        let from = &received.from;
         self.store.write(|txn| {
-            match opened.map(|o| &o.state) {
+            match received.opened.as_ref().map(|o| &o.state) {
                 Some(OpenedWith::Pairwise { record, prekeys }) => {
                     txn.put_session(from, record)?;
                     if let Some(prekeys) = prekeys {
@@ -161,54 +183,14 @@ impl Engine {
                 }
                 None => {}
             }
-            txn.mark_seen(from, &id, now)?;
-            if let Some((group, Ok(receiver))) = sender_key {
-                txn.put_group_receiver(group, from, receiver)?;
-                return Ok(());
+            txn.mark_seen(from, &received.id, now)?;
+            if let Some((group, Ok(receiver))) = &received.sender_key {
+                return txn.put_group_receiver(group, from, receiver);
             }
-            let Ok(content) = content else {
-                return Ok(());
-            };
-            let conversation = match group {
-                Some(group) => Conversation::Group(group),
-                None => Conversation::Direct(from.user.clone()),
-            };
-            match content {
-                Content::ReadReceipt { ids } => {
-                    for read in ids {
-                        txn.raise_status(read, Status::Read)?;
-                    }
-                }
-                Content::Sent {
-                    to,
-                    id: original,
-                    content: inner,
-                } if from.user == me => {
-                    let bytes = inner.to_bytes()?;
-                    let with = Conversation::Direct(to.clone());
-                    txn.append_history(
-                        &with,
-                        Direction::Outgoing,
-                        *original,
-                        &bytes,
-                        sent_at_ms,
-                        Status::Sent,
-                    )?;
-                }
-                Content::SenderKey { .. } => {}
-                other => {
-                    let bytes = other.to_bytes()?;
-                    txn.append_history(
-                        &conversation,
-                        Direction::Incoming(from.clone()),
-                        id,
-                        &bytes,
-                        sent_at_ms,
-                        Status::Received,
-                    )?;
-                }
+            match &received.content {
+                Ok(content) => record_content(txn, &me, received, content),
+                Err(_) => Ok(()),
             }
-            Ok(())
         })
     }
 
@@ -290,4 +272,56 @@ impl Engine {
         let list = list.clone();
         self.store.write(|txn| txn.put_devices(&from.user, &list))
     }
+}
+
+/// Records a received content in the history: a message, a copy of one this
+/// user sent from another device, or the read marks of a receipt.
+fn record_content(
+    txn: &mut Txn<'_>,
+    me: &UserName,
+    received: &Received,
+    content: &Content,
+) -> Result<(), ClientError> {
+    let from = &received.from;
+    match content {
+        Content::ReadReceipt { ids } => {
+            for read in ids {
+                txn.raise_status(read, Status::Read)?;
+            }
+        }
+        Content::Sent {
+            to,
+            id: original,
+            content: inner,
+        } if from.user == *me => {
+            let bytes = inner.to_bytes()?;
+            let with = Conversation::Direct(to.clone());
+            let at = received.sent_at_ms;
+            txn.append_history(
+                &with,
+                Direction::Outgoing,
+                *original,
+                &bytes,
+                at,
+                Status::Sent,
+            )?;
+        }
+        Content::SenderKey { .. } => {}
+        other => {
+            let conversation = match received.group {
+                Some(group) => Conversation::Group(group),
+                None => Conversation::Direct(from.user.clone()),
+            };
+            let bytes = other.to_bytes()?;
+            txn.append_history(
+                &conversation,
+                Direction::Incoming(from.clone()),
+                received.id,
+                &bytes,
+                received.sent_at_ms,
+                Status::Received,
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -180,34 +180,18 @@ impl Engine {
             // Group entries are sealed when they are queued.
             return Ok(Sealing::Sealed);
         };
-        let me = self.me().clone();
-        let Some(devices) = self.devices.get(&to).cloned() else {
-            self.request_bundle(conn, &to)?;
+        let Some(sessions) = self.sessions_for(conn, &to)? else {
             return Ok(Sealing::Waiting);
         };
-        let targets: Vec<u32> = devices
-            .into_iter()
-            .filter(|d| !(to == me.user && *d == me.device))
-            .collect();
-        if targets.is_empty() && to == me.user {
+        if sessions.is_empty() && to == self.me().user {
             // No other device of this user: nothing to send.
             self.store.write(|txn| txn.remove_outbox(seq))?;
             self.outbox.remove(&seq);
             return Ok(Sealing::Dropped);
         }
-
-        let mut sessions = Vec::with_capacity(targets.len());
-        for device in &targets {
-            let peer = DeviceId::new(to.clone(), *device);
-            match self.store.session(&peer)? {
-                Some(record) => sessions.push((peer, Some(record))),
-                None if self.bundles.contains_key(&peer) => sessions.push((peer, None)),
-                None => {
-                    self.request_bundle(conn, &to)?;
-                    return Ok(Sealing::Waiting);
-                }
-            }
-        }
+        let Some(pending) = self.outbox.get(&seq) else {
+            return Ok(Sealing::Dropped);
+        };
 
         let plaintext = pending.entry.content.clone();
         let id = pending.entry.id;
@@ -250,6 +234,40 @@ impl Engine {
             txn.put_outbox(seq, entry)
         })?;
         Ok(Sealing::Sealed)
+    }
+
+    /// The session (or a fetched bundle, as `None`) for every device of
+    /// `to` but this one; `None` after asking for bundles still missing.
+    #[expect(
+        clippy::type_complexity,
+        reason = "a list of optional sessions per device"
+    )]
+    fn sessions_for(
+        &mut self,
+        conn: &mut Connection,
+        to: &UserName,
+    ) -> Result<Option<Vec<(DeviceId, Option<SessionRecord>)>>, ClientError> {
+        let me = self.me().clone();
+        let Some(devices) = self.devices.get(to).cloned() else {
+            self.request_bundle(conn, to)?;
+            return Ok(None);
+        };
+        let mut sessions = Vec::with_capacity(devices.len());
+        for device in devices {
+            if *to == me.user && device == me.device {
+                continue;
+            }
+            let peer = DeviceId::new(to.clone(), device);
+            match self.store.session(&peer)? {
+                Some(record) => sessions.push((peer, Some(record))),
+                None if self.bundles.contains_key(&peer) => sessions.push((peer, None)),
+                None => {
+                    self.request_bundle(conn, to)?;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(sessions))
     }
 
     /// Starts a session with `peer` from its fetched bundle.
