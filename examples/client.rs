@@ -324,45 +324,18 @@ async fn command(
 ) -> anyhow::Result<bool> {
     let line = line.trim();
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let rest = rest.trim();
     match word {
         "" => {}
         "/quit" | "/exit" => return Ok(false),
-        "/help" => {
-            println!("/msg USER TEXT   send TEXT to USER (later lines without / go there too)");
-            println!("/list            conversations");
-            println!("/history USER    messages with USER");
-            println!("/safety USER     safety numbers with USER's devices");
-            println!("/file USER PATH  send a file (sealed; saved by the recipient)");
-            println!("/group USER...   create a group with these users");
-            println!("/groups          your groups");
-            println!("/g GROUP TEXT    send TEXT to a group (GROUP: first digits of its id)");
-            println!("/quit            leave");
-        }
+        "/help" => help(),
         "/msg" => {
-            let (to, text) = rest
-                .trim()
-                .split_once(' ')
-                .context("usage: /msg USER TEXT")?;
+            let (to, text) = rest.split_once(' ').context("usage: /msg USER TEXT")?;
             let to = UserName::new(to)?;
             send_line(client, &to, text, sent).await?;
             *current = Some(to);
         }
-        "/file" => {
-            let (to, path) = rest
-                .trim()
-                .split_once(' ')
-                .context("usage: /file USER PATH")?;
-            let to = UserName::new(to)?;
-            let path = Path::new(path.trim());
-            let data =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let name = path
-                .file_name()
-                .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
-            let id = client.send_media(&to, data, name.clone()).await?;
-            sent.insert(id, to.clone());
-            println!("you -> {to}: [file {name}]  [{}]", short(&id));
-        }
+        "/file" => send_file(client, rest, sent).await?,
         "/group" => {
             let members = rest
                 .split_whitespace()
@@ -377,58 +350,10 @@ async fn command(
                 println!("{}  {}", short_group(&group), names.join(", "));
             }
         }
-        "/g" => {
-            let (prefix, text) = rest
-                .trim()
-                .split_once(' ')
-                .context("usage: /g GROUP TEXT")?;
-            let group = find_group(client, prefix)?;
-            let id = client.send_group(group, Content::text(text)).await?;
-            sent.insert(id, client.device().user.clone());
-            println!(
-                "you -> group {}: {text}  [{}]",
-                short_group(&group),
-                short(&id)
-            );
-        }
-        "/list" => {
-            let conversations = client.conversations()?;
-            if conversations.is_empty() {
-                println!("no conversations yet");
-            }
-            for c in conversations {
-                let with = match &c.conversation {
-                    Conversation::Direct(user) => user.to_string(),
-                    Conversation::Group(group) => format!("group {}", short_group(group)),
-                    _ => "?".to_owned(),
-                };
-                println!(
-                    "{with:<14} {:>3} message(s)  last: {}",
-                    c.messages,
-                    c.last.content.preview()
-                );
-            }
-        }
-        "/history" => {
-            let user = UserName::new(rest.trim())?;
-            for m in client.history(&Conversation::Direct(user))? {
-                let who = match &m.direction {
-                    Direction::Incoming(from) => from.to_string(),
-                    _ => "you".to_owned(),
-                };
-                println!("{who}: {} {}", m.content.preview(), ticks(m.status));
-            }
-        }
-        "/safety" => {
-            let user = UserName::new(rest.trim())?;
-            let numbers = client.safety_numbers(&user)?;
-            if numbers.is_empty() {
-                println!("no session with {user} yet: exchange a message first");
-            }
-            for (device, number) in numbers {
-                println!("{user}/{device}: {number}");
-            }
-        }
+        "/g" => send_group_line(client, rest, sent).await?,
+        "/list" => list(client)?,
+        "/history" => history(client, &UserName::new(rest)?)?,
+        "/safety" => safety(client, &UserName::new(rest)?)?,
         _ if word.starts_with('/') => println!("! unknown command {word}; try /help"),
         _ => match current.clone() {
             Some(to) => send_line(client, &to, line, sent).await?,
@@ -436,6 +361,93 @@ async fn command(
         },
     }
     Ok(true)
+}
+
+fn help() {
+    println!("/msg USER TEXT   send TEXT to USER (later lines without / go there too)");
+    println!("/list            conversations");
+    println!("/history USER    messages with USER");
+    println!("/safety USER     safety numbers with USER's devices");
+    println!("/file USER PATH  send a file (sealed; saved by the recipient)");
+    println!("/group USER...   create a group with these users");
+    println!("/groups          your groups");
+    println!("/g GROUP TEXT    send TEXT to a group (GROUP: first digits of its id)");
+    println!("/quit            leave");
+}
+
+async fn send_file(
+    client: &Client,
+    args: &str,
+    sent: &mut HashMap<MessageId, UserName>,
+) -> anyhow::Result<()> {
+    let (to, path) = args.split_once(' ').context("usage: /file USER PATH")?;
+    let to = UserName::new(to)?;
+    let path = Path::new(path.trim());
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+    let id = client.send_media(&to, data, name.clone()).await?;
+    sent.insert(id, to.clone());
+    println!("you -> {to}: [file {name}]  [{}]", short(&id));
+    Ok(())
+}
+
+async fn send_group_line(
+    client: &Client,
+    args: &str,
+    sent: &mut HashMap<MessageId, UserName>,
+) -> anyhow::Result<()> {
+    let (prefix, text) = args.split_once(' ').context("usage: /g GROUP TEXT")?;
+    let group = find_group(client, prefix)?;
+    let id = client.send_group(group, Content::text(text)).await?;
+    sent.insert(id, client.device().user.clone());
+    println!(
+        "you -> group {}: {text}  [{}]",
+        short_group(&group),
+        short(&id)
+    );
+    Ok(())
+}
+
+fn list(client: &Client) -> anyhow::Result<()> {
+    let conversations = client.conversations()?;
+    if conversations.is_empty() {
+        println!("no conversations yet");
+    }
+    for c in conversations {
+        let with = match &c.conversation {
+            Conversation::Direct(user) => user.to_string(),
+            Conversation::Group(group) => format!("group {}", short_group(group)),
+            _ => "?".to_owned(),
+        };
+        let last = c.last.content.preview();
+        println!("{with:<14} {:>3} message(s)  last: {last}", c.messages);
+    }
+    Ok(())
+}
+
+fn history(client: &Client, user: &UserName) -> anyhow::Result<()> {
+    for m in client.history(&Conversation::Direct(user.clone()))? {
+        let who = match &m.direction {
+            Direction::Incoming(from) => from.to_string(),
+            _ => "you".to_owned(),
+        };
+        let line = format!("{who}: {} {}", m.content.preview(), ticks(m.status));
+        println!("{}", line.trim_end());
+    }
+    Ok(())
+}
+
+fn safety(client: &Client, user: &UserName) -> anyhow::Result<()> {
+    let numbers = client.safety_numbers(user)?;
+    if numbers.is_empty() {
+        println!("no session with {user} yet: exchange a message first");
+    }
+    for (device, number) in numbers {
+        println!("{user}/{device}: {number}");
+    }
+    Ok(())
 }
 
 async fn send_line(
@@ -448,6 +460,34 @@ async fn send_line(
     sent.insert(id, to.clone());
     println!("you -> {to}: {text}  [{}]", short(&id));
     Ok(())
+}
+
+/// Shows a message (saving a file, marking it read) or a read receipt.
+async fn on_message(
+    client: &Client,
+    sent: &HashMap<MessageId, UserName>,
+    downloads: &Path,
+    (from, id, group): (DeviceId, MessageId, Option<GroupId>),
+    content: &Content,
+) {
+    if let Content::ReadReceipt { ids } = content {
+        for read in ids.iter().filter(|id| sent.contains_key(id)) {
+            println!("  [{}] read by {from}", short(read));
+        }
+        return;
+    }
+    if let Some(line) = describe(&from, group.as_ref(), content) {
+        println!("{line}");
+    }
+    if let Content::Media(media) = content {
+        match save_media(client, media, downloads).await {
+            Ok(path) => println!("  saved to {}", path.display()),
+            Err(err) => println!("! could not fetch the file: {err:#}"),
+        }
+    }
+    if from.user != client.device().user && group.is_none() {
+        let _ = client.mark_read(&from.user, vec![id]).await;
+    }
 }
 
 async fn on_event(
@@ -463,27 +503,7 @@ async fn on_event(
             content,
             group,
             ..
-        } => match &content {
-            Content::ReadReceipt { ids } => {
-                for read in ids.iter().filter(|id| sent.contains_key(id)) {
-                    println!("  [{}] read by {from}", short(read));
-                }
-            }
-            _ => {
-                if let Some(line) = describe(&from, group.as_ref(), &content) {
-                    println!("{line}");
-                }
-                if let Content::Media(media) = &content {
-                    match save_media(client, media, downloads).await {
-                        Ok(path) => println!("  saved to {}", path.display()),
-                        Err(err) => println!("! could not fetch the file: {err:#}"),
-                    }
-                }
-                if from.user != client.device().user && group.is_none() {
-                    let _ = client.mark_read(&from.user, vec![id]).await;
-                }
-            }
-        },
+        } => on_message(client, sent, downloads, (from, id, group), &content).await,
         Event::Accepted { id } if sent.contains_key(&id) => {
             println!("  [{}] \u{2713} sent", short(&id));
         }
