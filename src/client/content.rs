@@ -110,17 +110,9 @@ impl Content {
     /// [`ClientError::Content`] for anything that is not one record of a
     /// known kind, or a `Sent` nested in a `Sent`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ClientError> {
-        let content: Self = rmp_serde::from_slice(bytes).map_err(|err| ClientError::Content {
+        rmp_serde::from_slice(bytes).map_err(|err| ClientError::Content {
             reason: err.to_string(),
-        })?;
-        if let Self::Sent { content: inner, .. } = &content
-            && matches!(**inner, Self::Sent { .. })
-        {
-            return Err(ClientError::Content {
-                reason: "nested sent copy".to_owned(),
-            });
-        }
-        Ok(content)
+        })
     }
 
     /// A short description for lists and logs of the application (the text
@@ -194,11 +186,25 @@ impl Serialize for Content {
 
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_tuple(2, ContentVisitor)
+        deserializer.deserialize_tuple(2, ContentVisitor { nested: false })
     }
 }
 
-struct ContentVisitor;
+/// The content inside a `Sent` copy: any kind but `Sent`, so nesting is
+/// one level deep at most.
+struct Inner(Content);
+
+impl<'de> Deserialize<'de> for Inner {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_tuple(2, ContentVisitor { nested: true })
+            .map(Inner)
+    }
+}
+
+struct ContentVisitor {
+    nested: bool,
+}
 
 impl<'de> Visitor<'de> for ContentVisitor {
     type Value = Content;
@@ -211,7 +217,7 @@ impl<'de> Visitor<'de> for ContentVisitor {
         let kind: u8 = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-        let missing = || de::Error::invalid_length(1, &ContentVisitor);
+        let missing = || de::Error::invalid_length(1, &"a content record [kind, fields]");
         let content = match kind {
             TEXT => {
                 let (text,): (String,) = seq.next_element()?.ok_or_else(missing)?;
@@ -226,8 +232,9 @@ impl<'de> Visitor<'de> for ContentVisitor {
                     seq.next_element()?.ok_or_else(missing)?;
                 Content::Media(MediaRef::new(media, key.0, digest.0, size, name))
             }
+            SENT if self.nested => return Err(de::Error::custom("nested sent copy")),
             SENT => {
-                let (to, id, content): (UserName, MessageId, Content) =
+                let (to, id, Inner(content)): (UserName, MessageId, Inner) =
                     seq.next_element()?.ok_or_else(missing)?;
                 Content::Sent {
                     to,
@@ -378,5 +385,18 @@ mod tests {
     #[test]
     fn debug_hides_the_text() {
         assert_eq!(format!("{:?}", Content::text("secret")), "Text(<6 bytes>)");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_round_trips_and_garbage_never_panics(
+            text in ".{0,64}",
+            garbage in proptest::collection::vec(proptest::num::u8::ANY, 0..96),
+        ) {
+            let content = Content::text(text);
+            let bytes = content.to_bytes().unwrap();
+            proptest::prop_assert_eq!(Content::from_bytes(&bytes).unwrap(), content);
+            let _ = Content::from_bytes(&garbage);
+        }
     }
 }
