@@ -167,6 +167,18 @@ impl Connection {
         }
     }
 
+    /// The next frame if one is already buffered, without reading.
+    pub(crate) fn try_recv(&mut self) -> Result<Option<ServerFrame>, ClientError> {
+        let Some(frame) = self.codec.decode(&mut self.rbuf)? else {
+            return Ok(None);
+        };
+        self.phase = self
+            .phase
+            .on_server_frame(&frame)
+            .map_err(|err| ClientError::protocol(err.to_string()))?;
+        Ok(Some(frame))
+    }
+
     /// Encodes a frame into the write buffer (sent by [`flush`](Self::flush)).
     pub(crate) fn queue(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.codec.encode_frame(frame, &mut self.wbuf)?;

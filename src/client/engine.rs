@@ -20,6 +20,9 @@ use super::media::{Download, Upload};
 use super::store::{LocalStore, OutboxEntry};
 use super::{ClientConfig, ClientError, Content, Counters, Event, MediaRef};
 
+/// Frames handled before the queued writes are flushed.
+const MAX_FRAMES_PER_BATCH: usize = 256;
+
 /// Requests from [`Client`](super::Client) handles.
 pub(crate) enum Command {
     Send {
@@ -298,17 +301,17 @@ impl Engine {
                 frame = conn.recv() => match frame {
                     Ok(frame) => {
                         link.last_rx = Instant::now();
-                        self.on_frame(&mut conn, &mut link, frame).await
+                        self.on_frames(&mut conn, &mut link, frame).await
                     }
                     Err(error) => Err(error),
                 },
                 command = self.commands.recv() => match command {
                     None => {
-                        conn.close().await;
+                        self.close(conn).await;
                         return End::Closed(None);
                     }
                     Some(Command::Close { reply }) => {
-                        conn.close().await;
+                        self.close(conn).await;
                         return End::Closed(Some(reply));
                     }
                     Some(command) => self.on_command_online(&mut conn, command).await,
@@ -319,6 +322,41 @@ impl Engine {
             if let Err(error) = handled {
                 return End::Lost(error);
             }
+        }
+    }
+
+    /// Handles `frame` and the frames already buffered behind it (up to a
+    /// bound), so that their store writes share one fsync at the next flush.
+    async fn on_frames(
+        &mut self,
+        conn: &mut Connection,
+        link: &mut Link,
+        frame: ServerFrame,
+    ) -> Result<(), ClientError> {
+        self.on_frame(conn, link, frame).await?;
+        for _ in 1..MAX_FRAMES_PER_BATCH {
+            match conn.try_recv()? {
+                Some(frame) => self.on_frame(conn, link, frame).await?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the store durable, then writes what is queued: nothing leaves
+    /// the device before the state it depends on is on disk (a sealed
+    /// message's ratchet step, a received message before its ack).
+    pub(crate) async fn flush(&self, conn: &mut Connection) -> Result<(), ClientError> {
+        self.store.sync()?;
+        conn.flush().await
+    }
+
+    /// Closes the connection, sending what is queued only if the store is
+    /// durable.
+    async fn close(&self, conn: Connection) {
+        match self.store.sync() {
+            Ok(()) => conn.close().await,
+            Err(error) => tracing::warn!(%error, "store sync failed; dropping queued frames"),
         }
     }
 
@@ -375,7 +413,7 @@ impl Engine {
         };
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         let one_time = prekeys.generate_one_time_prekeys(&mut rng, count);
-        self.store.write(|txn| txn.put_prekeys(&prekeys))?;
+        self.store.write_lazy(|txn| txn.put_prekeys(&prekeys))?;
         self.prekeys = prekeys;
         tracing::debug!(count = one_time.len(), "uploading prekeys");
         conn.queue(&ClientFrame::UploadPrekeys(UploadPrekeys {

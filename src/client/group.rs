@@ -157,7 +157,7 @@ impl Engine {
         }
         if !members.contains(&me) {
             if known.is_some() {
-                self.store.write(|txn| txn.remove_group(&group))?;
+                self.store.write_lazy(|txn| txn.remove_group(&group))?;
             }
             self.emit(Event::GroupChanged {
                 group,
@@ -180,7 +180,8 @@ impl Engine {
         }
         record.members = members;
         record.version = version;
-        self.store.write(|txn| txn.put_group(&group, &record))?;
+        self.store
+            .write_lazy(|txn| txn.put_group(&group, &record))?;
         tracing::debug!(%group, version, "group changed");
         self.emit(Event::GroupChanged {
             group,

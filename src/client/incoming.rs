@@ -170,7 +170,7 @@ impl Engine {
         let me = self.me().user.clone();
         let now = now_ms();
         let from = &received.from;
-        self.store.write(|txn| {
+        self.store.write_lazy(|txn| {
             match received.opened.as_ref().map(|o| &o.state) {
                 Some(OpenedWith::Pairwise { record, prekeys }) => {
                     txn.put_session(from, record)?;
@@ -270,7 +270,8 @@ impl Engine {
         list.push(from.device);
         list.sort_unstable();
         let list = list.clone();
-        self.store.write(|txn| txn.put_devices(&from.user, &list))
+        self.store
+            .write_lazy(|txn| txn.put_devices(&from.user, &list))
     }
 }
 

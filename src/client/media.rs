@@ -62,7 +62,7 @@ impl Engine {
                 offset,
                 data: chunk.to_vec().into(),
             }))?;
-            conn.flush().await?;
+            self.flush(conn).await?;
             offset += chunk.len() as u64;
         }
         conn.queue(&ClientFrame::MediaUploadFinish(MediaUploadFinish { media }))?;

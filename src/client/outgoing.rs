@@ -162,7 +162,7 @@ impl Engine {
             }
             self.counters.bump_frames_sent();
         }
-        conn.flush().await
+        self.flush(conn).await
     }
 
     /// Seals entry `seq` for every current device of its recipient, starting
@@ -185,7 +185,7 @@ impl Engine {
         };
         if sessions.is_empty() && to == self.me().user {
             // No other device of this user: nothing to send.
-            self.store.write(|txn| txn.remove_outbox(seq))?;
+            self.store.write_lazy(|txn| txn.remove_outbox(seq))?;
             self.outbox.remove(&seq);
             return Ok(Sealing::Dropped);
         }
@@ -227,7 +227,7 @@ impl Engine {
         };
         pending.entry.copies = Some(copies);
         let entry = &pending.entry;
-        self.store.write(|txn| {
+        self.store.write_lazy(|txn| {
             for (peer, record) in &records {
                 txn.put_session(peer, record)?;
             }
@@ -336,7 +336,7 @@ impl Engine {
         }
         list.sort_unstable();
         list.dedup();
-        self.store.write(|txn| {
+        self.store.write_lazy(|txn| {
             for peer in &replaced {
                 txn.remove_session(peer)?;
             }
@@ -398,7 +398,7 @@ impl Engine {
             tracing::debug!(%id, "accepted for an unknown message");
             return Ok(());
         };
-        self.store.write(|txn| {
+        self.store.write_lazy(|txn| {
             txn.remove_outbox(seq)?;
             txn.raise_status(&id, Status::Sent).map(drop)
         })?;
@@ -417,7 +417,7 @@ impl Engine {
     ) -> Result<(), ClientError> {
         let known = self
             .store
-            .write(|txn| txn.raise_status(&id, Status::Delivered))?;
+            .write_lazy(|txn| txn.raise_status(&id, Status::Delivered))?;
         if known {
             self.emit(Event::Delivered { id, to }).await;
         }
@@ -483,7 +483,7 @@ impl Engine {
         id: MessageId,
         error: ClientError,
     ) -> Result<(), ClientError> {
-        self.store.write(|txn| txn.remove_outbox(seq))?;
+        self.store.write_lazy(|txn| txn.remove_outbox(seq))?;
         let notify = self.outbox.remove(&seq).is_some_and(|p| p.entry.notify);
         if notify {
             self.emit(Event::SendFailed { id, error }).await;

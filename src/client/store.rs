@@ -25,10 +25,11 @@
 mod codec;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand_core::CryptoRng;
 use redb::{
-    Database, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle,
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle,
     WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,8 @@ const MAX_PREVIOUS_SESSIONS: usize = 4;
 pub(crate) struct LocalStore {
     db: Database,
     codec: Codec,
+    /// Lazy commits since the last durable one.
+    unsynced: AtomicBool,
 }
 
 /// The ratchet sessions with one peer device.
@@ -245,6 +248,7 @@ impl LocalStore {
         let store = Self {
             db,
             codec: Codec::new(key),
+            unsynced: AtomicBool::new(false),
         };
 
         let txn = store.db.begin_write().map_err(ClientError::store)?;
@@ -303,12 +307,44 @@ impl LocalStore {
         Ok((identity, prekeys))
     }
 
-    /// Runs `f` in one write transaction and commits it durably.
+    /// Runs `f` in one write transaction and commits it durably (with the
+    /// lazy commits before it).
     pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&mut Txn<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        let txn = self.db.begin_write().map_err(ClientError::store)?;
+        let value = self.commit(Durability::Immediate, f)?;
+        self.unsynced.store(false, Ordering::Relaxed);
+        Ok(value)
+    }
+
+    /// Runs `f` in one write transaction committed atomically but without
+    /// waiting for the disk; [`sync`](Self::sync) makes it durable. The
+    /// client syncs before anything that depends on it leaves the device.
+    pub(crate) fn write_lazy<T>(
+        &self,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let value = self.commit(Durability::None, f)?;
+        self.unsynced.store(true, Ordering::Relaxed);
+        Ok(value)
+    }
+
+    /// Makes every lazy commit durable (one fsync), if there is any.
+    pub(crate) fn sync(&self) -> Result<(), ClientError> {
+        if !self.unsynced.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.write(|txn| txn.next_seq().map(drop))
+    }
+
+    fn commit<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut txn = self.db.begin_write().map_err(ClientError::store)?;
+        txn.set_durability(durability).map_err(ClientError::store)?;
         let mut wrapped = Txn {
             txn: &txn,
             codec: &self.codec,
