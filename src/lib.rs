@@ -17,6 +17,7 @@
 
 #[cfg(feature = "chaos")]
 pub mod chaos;
+pub mod client;
 pub mod crypto;
 pub mod protocol;
 pub mod server;
