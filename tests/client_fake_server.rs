@@ -215,6 +215,10 @@ async fn unacknowledged_send_is_resent_after_reconnect_and_duplicates_are_droppe
             .unwrap();
     let first = alice.send_text(&name("bob"), "first").await.unwrap();
     assert_eq!(text_from(&mut bob_events).await.1, first);
+    wait_for(&mut alice_events, |e| {
+        matches!(e, Event::Accepted { id } if *id == first).then_some(())
+    })
+    .await;
 
     // The next send never reaches the server; the connection then drops.
     for conn in proxy.connections() {

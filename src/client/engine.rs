@@ -417,6 +417,7 @@ impl Engine {
         self.prekeys = prekeys;
         tracing::debug!(count = one_time.len(), "uploading prekeys");
         conn.queue(&ClientFrame::UploadPrekeys(UploadPrekeys {
+            id: MessageId(rand::random()),
             signed_prekey: SignedPrekey {
                 id: signed.id,
                 key: signed.key,

@@ -78,7 +78,7 @@ pub(crate) struct LocalStore {
 }
 
 /// The ratchet sessions with one peer device.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(crate) struct SessionRecord {
     pub(crate) current: Session,
     pub(crate) previous: Vec<Session>,
@@ -125,7 +125,7 @@ impl Target {
 }
 
 /// A group this device is a member of.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(crate) struct GroupRecord {
     /// The membership version last seen (0 until the server confirms).
     pub(crate) version: u64,
