@@ -57,7 +57,8 @@ pub(crate) async fn run(
             match ctx.try_recv() {
                 Some(env) => env,
                 None => {
-                    logic.drain_page().await;
+                    // Boxed, like frame handling: an idle logic stays small.
+                    Box::pin(logic.drain_page()).await;
                     continue;
                 }
             }
@@ -69,7 +70,7 @@ pub(crate) async fn run(
                 if logic.state.panic_next.swap(false, Ordering::SeqCst) {
                     panic!("fault injected into session logic");
                 }
-                if !logic.closed && !logic.handle(&frame).await {
+                if !logic.closed && !Box::pin(logic.handle(&frame)).await {
                     // The session closes the connection; frames already
                     // read are not handled any more.
                     logic.closed = true;
@@ -227,7 +228,7 @@ impl Logic {
 
     /// Sends a frame to this connection's client.
     pub(crate) async fn out(&self, frame: ServerFrame) {
-        let _ = self.session.send(SessionMsg::Out(frame)).await;
+        let _ = self.session.send(SessionMsg::out(frame)).await;
     }
 
     /// Answers a request with an error frame.
@@ -243,7 +244,7 @@ impl Logic {
 
     /// Asks the session to write `err` and close.
     async fn close(&self, err: ErrorFrame) {
-        let _ = self.session.send(SessionMsg::Close(err)).await;
+        let _ = self.session.send(SessionMsg::close(err)).await;
     }
 
     /// The authenticated device. Only called after authentication.
@@ -259,7 +260,7 @@ fn replace(shared: &Shared, old: &SessionLink) {
         "the device connected again",
         None,
     );
-    if old.addr.try_send(SessionMsg::Close(err)).is_err() {
+    if old.addr.try_send(SessionMsg::close(err)).is_err() {
         shared.node.exit(
             old.addr.pid(),
             ExitReason::ShutdownWith("the device connected again".into()),

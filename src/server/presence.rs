@@ -58,7 +58,7 @@ impl Presence {
                 .or_default()
                 .insert(me_key.clone());
             let frame = ServerFrame::Presence(self.current(user));
-            let _ = shared.router.hand_off(&me_key, SessionMsg::Out(frame));
+            let _ = shared.router.hand_off(&me_key, SessionMsg::out(frame));
         }
     }
 
@@ -94,7 +94,7 @@ impl Presence {
         };
         let frame = ServerFrame::Presence(presence);
         followers.retain(|key| {
-            shared.router.hand_off(key, SessionMsg::Out(frame.clone())) == Handoff::Queued
+            shared.router.hand_off(key, SessionMsg::out(frame.clone())) == Handoff::Queued
         });
     }
 }

@@ -37,21 +37,34 @@ use crate::protocol::{
 /// Frames handed to the logic and not finished yet, at most.
 const WINDOW: u64 = 32;
 
-/// What a session receives.
+/// What a session receives. Frames are boxed to keep the message small:
+/// a mailbox keeps the capacity it once needed.
 #[derive(Debug)]
 pub(crate) enum SessionMsg {
     /// A frame to write now (answers, receipts, notices).
-    Out(ServerFrame),
+    Out(Box<ServerFrame>),
     /// A parked frame forwarded live by the router, with its store seq.
-    Live { seq: u64, frame: ServerFrame },
+    Live { seq: u64, frame: Box<ServerFrame> },
     /// A parked frame sent by the logic's drain, with its store seq.
-    Drained { seq: u64, frame: ServerFrame },
+    Drained { seq: u64, frame: Box<ServerFrame> },
     /// The device authenticated: hold live frames until the drain ends.
     DrainStart,
     /// The drain sent everything parked.
     DrainEnd,
     /// Write this error and close the connection.
-    Close(ErrorFrame),
+    Close(Box<ErrorFrame>),
+}
+
+impl SessionMsg {
+    /// A frame to write now.
+    pub(crate) fn out(frame: ServerFrame) -> Self {
+        Self::Out(Box::new(frame))
+    }
+
+    /// Write `err` and close.
+    pub(crate) fn close(err: ErrorFrame) -> Self {
+        Self::Close(Box::new(err))
+    }
 }
 
 /// The state of a connection that outlives a restart of its logic.
@@ -71,7 +84,7 @@ pub(crate) struct SessionState {
     /// Whether the drain finished.
     pub(crate) drained: AtomicBool,
     pub(crate) bucket: Mutex<TokenBucket>,
-    pub(crate) upload: Mutex<Option<Upload>>,
+    pub(crate) upload: Mutex<Option<Box<Upload>>>,
 }
 
 impl SessionState {
@@ -128,11 +141,8 @@ async fn run_inner(
     let _ = tcp.set_nodelay(true);
     let started = Instant::now();
     let deadline = started + shared.limits.handshake_timeout;
-    let tls = match shared
-        .tls
-        .accept(tcp, shared.limits.handshake_timeout)
-        .await
-    {
+    // Boxed: the handshake's state is large and only needed once.
+    let tls = match Box::pin(shared.tls.accept(tcp, shared.limits.handshake_timeout)).await {
         Ok(tls) => tls,
         Err(err) => {
             tracing::debug!(error = %err, "tls handshake failed");
@@ -240,7 +250,7 @@ fn spawn_logic(
 struct Delivery {
     draining: bool,
     horizon: u64,
-    held: Vec<(u64, ServerFrame)>,
+    held: Vec<(u64, Box<ServerFrame>)>,
 }
 
 struct Session {
@@ -340,10 +350,7 @@ impl Session {
             metrics::counter!(m::FRAMES_IN).increment(1);
             self.sent += 1;
             let frame = Arc::new(frame);
-            let done = self.done();
-            while self.inflight.front().is_some_and(|(n, _)| *n <= done) {
-                self.inflight.pop_front();
-            }
+            self.trim_inflight();
             self.inflight.push_back((self.sent, Arc::clone(&frame)));
             let msg = LogicMsg::Frame {
                 n: self.sent,
@@ -356,11 +363,19 @@ impl Session {
                 tracing::debug!("logic not reachable, frame held");
             }
         }
-        if self.inflight.len() > 2 * WINDOW as usize {
-            let done = self.done();
-            self.inflight.retain(|(n, _)| *n > done);
-        }
+        self.trim_inflight();
         Ok(())
+    }
+
+    /// Forgets frames the logic has finished; frees the queue when empty.
+    fn trim_inflight(&mut self) {
+        let done = self.done();
+        while self.inflight.front().is_some_and(|(n, _)| *n <= done) {
+            self.inflight.pop_front();
+        }
+        if self.inflight.is_empty() && self.inflight.capacity() > 4 {
+            self.inflight = std::collections::VecDeque::new();
+        }
     }
 
     fn on_envelope(
@@ -392,7 +407,7 @@ impl Session {
     fn on_message(&mut self, msg: SessionMsg) {
         match msg {
             SessionMsg::Out(frame) => {
-                if let ServerFrame::Welcome(welcome) = &frame {
+                if let ServerFrame::Welcome(welcome) = &*frame {
                     self.handshake_deadline = None;
                     self.guard.authenticated();
                     tracing::Span::current()
@@ -422,7 +437,7 @@ impl Session {
                     }
                 }
             }
-            SessionMsg::Close(err) => self.close(err),
+            SessionMsg::Close(err) => self.close(*err),
         }
     }
 

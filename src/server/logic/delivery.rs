@@ -214,7 +214,10 @@ impl Logic {
     /// the recipient's offline mailbox.
     fn forward(&self, key: DeviceKey, seq: u64, frame: ServerFrame) {
         metrics::counter!(m::ROUTED).increment(1);
-        let msg = SessionMsg::Live { seq, frame };
+        let msg = SessionMsg::Live {
+            seq,
+            frame: Box::new(frame),
+        };
         if self.shared.router.hand_off(&key, msg) == Handoff::Offline {
             self.shared.depths.parked_offline(&key, &self.shared);
         }
@@ -273,7 +276,7 @@ impl Logic {
             .filter(|key| {
                 self.shared
                     .router
-                    .hand_off(key, SessionMsg::Out(frame.clone()))
+                    .hand_off(key, SessionMsg::out(frame.clone()))
                     == Handoff::Offline
             })
             .collect();
@@ -333,7 +336,10 @@ impl Logic {
             if let Some((frame, control)) = replayable(&stored) {
                 if self
                     .session
-                    .send(SessionMsg::Drained { seq, frame })
+                    .send(SessionMsg::Drained {
+                        seq,
+                        frame: Box::new(frame),
+                    })
                     .await
                     .is_err()
                 {

@@ -125,7 +125,7 @@ impl Logic {
         if left < u64::from(self.shared.limits.prekeys_low_threshold) {
             let remaining = u32::try_from(left).unwrap_or(u32::MAX);
             let frame = ServerFrame::PrekeysLow(PrekeysLow { remaining });
-            let _ = self.shared.router.hand_off(key, SessionMsg::Out(frame));
+            let _ = self.shared.router.hand_off(key, SessionMsg::out(frame));
         }
     }
 
@@ -449,7 +449,7 @@ impl Logic {
                 let _ = self
                     .shared
                     .router
-                    .hand_off(&key, SessionMsg::Out(frame.clone()));
+                    .hand_off(&key, SessionMsg::out(frame.clone()));
             }
         }
     }

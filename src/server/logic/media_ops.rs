@@ -45,14 +45,14 @@ impl Logic {
         }
         match self.shared.media.begin(&f.media).await {
             Ok(file) => {
-                *self.state.upload.lock() = Some(Upload {
+                *self.state.upload.lock() = Some(Box::new(Upload {
                     media: f.media,
                     total: f.total_bytes,
                     digest: f.digest,
                     received: 0,
                     hasher: Sha256::new(),
                     file,
-                });
+                }));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "media upload not started");
@@ -183,7 +183,7 @@ impl Logic {
         }
     }
 
-    fn take_upload(&self, media: &MediaId) -> Option<Upload> {
+    fn take_upload(&self, media: &MediaId) -> Option<Box<Upload>> {
         let mut slot = self.state.upload.lock();
         match slot.as_ref() {
             Some(u) if u.media == *media => slot.take(),

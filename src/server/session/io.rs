@@ -12,10 +12,10 @@ use tokio_util::codec::Decoder;
 use super::m;
 use crate::protocol::{ClientFrame, ErrorFrame, FrameError, ServerCodec, ServerFrame};
 
-/// The smallest read buffer; it grows to hold a whole frame.
-const READ_CHUNK: usize = 1024;
-/// Buffers larger than this are released once empty.
-const KEEP_CAPACITY: usize = 16 * 1024;
+/// The read buffer allocated for a read; it grows to hold a whole frame.
+const READ_CHUNK: usize = 512;
+/// Write buffers larger than this are released after a flush.
+const KEEP_CAPACITY: usize = 1024;
 
 /// A socket write that did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -99,10 +99,11 @@ impl Conn {
         self.stream.read_buf(&mut self.rbuf).await
     }
 
-    /// Decodes the next whole frame from the read buffer.
+    /// Decodes the next whole frame from the read buffer; an emptied buffer
+    /// is freed, so an idle connection holds none.
     pub(super) fn decode(&mut self) -> Result<Option<ClientFrame>, FrameError> {
         let frame = self.codec.decode(&mut self.rbuf)?;
-        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
+        if frame.is_none() && self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             self.rbuf = BytesMut::new();
         }
         Ok(frame)
