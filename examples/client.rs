@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use courier::client::{
-    Client, ClientConfig, Content, Direction, Event, Events, MediaRef, Status, Trust,
+    Client, ClientConfig, Content, Direction, Event, Events, MediaRef, Status, StorageKey, Trust,
 };
 use courier::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
 use courier::server::DEFAULT_ADDR;
@@ -51,6 +51,11 @@ struct Args {
     /// Directory of this device's keys and messages.
     #[arg(long, env = "COURIER_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// 64 hex digits that encrypt the state directory's records (keep them
+    /// elsewhere, e.g. in a password manager); a store made with a key
+    /// needs it every time.
+    #[arg(long, env = "COURIER_STORAGE_KEY", hide_env_values = true)]
+    storage_key: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -117,6 +122,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = ClientConfig::new(&args.server, trust, user, args.device, state_dir);
     if let Some(name) = &args.server_name {
         config = config.with_server_name(name);
+    }
+    if let Some(hex_key) = &args.storage_key {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(hex_key.trim(), &mut key)
+            .context("--storage-key must be 64 hex digits")?;
+        config = config.with_storage_key(StorageKey::new(key));
     }
     let (client, events) = Client::connect(config)
         .await

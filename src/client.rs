@@ -47,10 +47,11 @@
 //!
 //! # Limitations
 //!
-//! - The local store is protected by file permissions (owner only), not
-//!   encrypted: keys, ratchet state and message history are readable by
-//!   anyone who can read the state directory. Encrypting records under a
-//!   key from the operating system's keychain or a passphrase would fix it.
+//! - Without a [`StorageKey`] the local store is protected by file
+//!   permissions only (owner only). With one, every record is sealed with
+//!   AES-256-GCM, but the record keys stay in the clear: peer user names,
+//!   device numbers and message ids (who talked to whom, not what), and
+//!   where the key itself lives is the application's problem.
 //! - Store writes run on the client task and block a runtime thread for the
 //!   fsync (a few milliseconds per message); moving them to a blocking pool
 //!   would keep the runtime free.
@@ -97,7 +98,7 @@ use crate::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
 pub use config::{ClientConfig, Trust};
 pub use content::{Content, MediaRef};
 pub use error::ClientError;
-pub use store::{ConversationSummary, Direction, Status, StoredMessage};
+pub use store::{ConversationSummary, Direction, Status, StorageKey, StoredMessage};
 
 use engine::{Command, Engine};
 use store::LocalStore;
@@ -277,8 +278,12 @@ impl Client {
     /// on its own once it notices nobody is waiting.
     pub async fn connect(config: ClientConfig) -> Result<(Self, Events), ClientError> {
         let tls = config.trust.client_tls()?;
-        let (store, identity, prekeys) =
-            LocalStore::open(&config.state_dir, &config.device, &mut rand::rng())?;
+        let (store, identity, prekeys) = LocalStore::open(
+            &config.state_dir,
+            &config.device,
+            config.storage_key.as_ref(),
+            &mut rand::rng(),
+        )?;
         let store = Arc::new(store);
         let (command_tx, command_rx) = mpsc::channel(256);
         let (event_tx, event_rx) = mpsc::channel(config.event_capacity.max(1));

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::protocol::{DeviceId, UserName};
 use crate::tls::{CertFingerprint, ClientTls};
 
-use super::ClientError;
+use super::{ClientError, StorageKey};
 
 /// Which server certificate the client accepts.
 #[derive(Debug, Clone)]
@@ -67,6 +67,9 @@ pub struct ClientConfig {
     pub event_capacity: usize,
     /// Also seal every message to this user's other devices.
     pub sync_own_devices: bool,
+    /// Encrypts the local store's records; `None` leaves them protected by
+    /// file permissions only. A store keeps the choice it was made with.
+    pub storage_key: Option<StorageKey>,
 }
 
 impl ClientConfig {
@@ -96,6 +99,7 @@ impl ClientConfig {
             send_window: 64,
             event_capacity: 1024,
             sync_own_devices: true,
+            storage_key: None,
         }
     }
 
@@ -129,6 +133,12 @@ impl ClientConfig {
     /// Sets the send window.
     pub fn with_send_window(mut self, window: usize) -> Self {
         self.send_window = window.max(1);
+        self
+    }
+
+    /// Encrypts the local store with `key`.
+    pub fn with_storage_key(mut self, key: StorageKey) -> Self {
+        self.storage_key = Some(key);
         self
     }
 

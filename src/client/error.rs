@@ -60,6 +60,10 @@ pub enum ClientError {
         /// What failed.
         reason: String,
     },
+    /// The storage key is wrong, missing, or given for a store made without
+    /// one.
+    #[error("the local store cannot be opened with this storage key")]
+    StorageKey,
     /// The state directory belongs to another device.
     #[error("state directory belongs to {found}, not {wanted}")]
     WrongDevice {
@@ -127,7 +131,10 @@ impl ClientError {
             Self::Tls(TlsError::FingerprintMismatch { .. } | TlsError::BadCertificate { .. }) => {
                 true
             }
-            Self::Config { .. } | Self::WrongDevice { .. } | Self::Store { .. } => true,
+            Self::Config { .. }
+            | Self::WrongDevice { .. }
+            | Self::Store { .. }
+            | Self::StorageKey => true,
             _ => false,
         }
     }

@@ -24,9 +24,14 @@
 
 use std::path::Path;
 
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
 use rand_core::CryptoRng;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::crypto::{GroupReceiver, GroupSender, IdentityKeyPair, PrekeySecrets, Session};
 use crate::protocol::{Conversation, DeviceId, GroupId, MessageId, UserName};
@@ -49,6 +54,10 @@ const DEVICE_KEY: &str = "device";
 const IDENTITY_KEY: &str = "identity";
 const PREKEYS_KEY: &str = "prekeys";
 const SEQ_KEY: &str = "seq";
+const KEY_CHECK: &str = "key_check";
+const KEY_CHECK_TEXT: &str = "courier client store";
+const NONCE_BYTES: usize = 12;
+const TAG_BYTES: usize = 16;
 
 /// The name of the store file inside the state directory.
 pub(crate) const STORE_FILE: &str = "client.redb";
@@ -62,6 +71,7 @@ const MAX_PREVIOUS_SESSIONS: usize = 4;
 #[derive(Debug)]
 pub(crate) struct LocalStore {
     db: Database,
+    codec: Codec,
 }
 
 /// The ratchet sessions with one peer device.
@@ -226,12 +236,18 @@ impl LocalStore {
     pub(crate) fn open<R: CryptoRng + ?Sized>(
         dir: &Path,
         device: &DeviceId,
+        key: Option<&StorageKey>,
         rng: &mut R,
     ) -> Result<(Self, IdentityKeyPair, PrekeySecrets), ClientError> {
         create_private_dir(dir)?;
         let path = dir.join(STORE_FILE);
         let db = Database::create(&path).map_err(ClientError::store)?;
-        let store = Self { db };
+        let store = Self {
+            db,
+            codec: Codec {
+                key: key.map(|k| k.0.clone()),
+            },
+        };
 
         let txn = store.db.begin_write().map_err(ClientError::store)?;
         let (identity, prekeys) = {
@@ -247,8 +263,28 @@ impl LocalStore {
             txn.open_table(GROUP_RECEIVERS)
                 .map_err(ClientError::store)?;
 
+            let check = meta
+                .get(KEY_CHECK)
+                .map_err(ClientError::store)?
+                .map(|bytes| bytes.value().to_vec());
+            match check {
+                Some(bytes) => {
+                    let check: String = store
+                        .codec
+                        .decode(META.name(), &bytes)
+                        .map_err(|_| ClientError::StorageKey)?;
+                    if check != KEY_CHECK_TEXT {
+                        return Err(ClientError::StorageKey);
+                    }
+                }
+                None => {
+                    let check = store.codec.encode(META.name(), KEY_CHECK_TEXT)?;
+                    meta.insert(KEY_CHECK, check.as_slice())
+                        .map_err(ClientError::store)?;
+                }
+            }
             let found: Option<DeviceId> = match meta.get(DEVICE_KEY).map_err(ClientError::store)? {
-                Some(bytes) => Some(decode(bytes.value())?),
+                Some(bytes) => Some(store.codec.decode(META.name(), bytes.value())?),
                 None => None,
             };
             match found {
@@ -260,11 +296,11 @@ impl LocalStore {
                 }
                 Some(_) => {
                     let identity = match meta.get(IDENTITY_KEY).map_err(ClientError::store)? {
-                        Some(bytes) => decode(bytes.value())?,
+                        Some(bytes) => store.codec.decode(META.name(), bytes.value())?,
                         None => return Err(ClientError::store("identity missing")),
                     };
                     let prekeys = match meta.get(PREKEYS_KEY).map_err(ClientError::store)? {
-                        Some(bytes) => decode(bytes.value())?,
+                        Some(bytes) => store.codec.decode(META.name(), bytes.value())?,
                         None => PrekeySecrets::new(),
                     };
                     (identity, prekeys)
@@ -272,12 +308,21 @@ impl LocalStore {
                 None => {
                     let identity = IdentityKeyPair::generate(rng);
                     let prekeys = PrekeySecrets::new();
-                    meta.insert(DEVICE_KEY, encode(device)?.as_slice())
-                        .map_err(ClientError::store)?;
-                    meta.insert(IDENTITY_KEY, encode(&identity)?.as_slice())
-                        .map_err(ClientError::store)?;
-                    meta.insert(PREKEYS_KEY, encode(&prekeys)?.as_slice())
-                        .map_err(ClientError::store)?;
+                    meta.insert(
+                        DEVICE_KEY,
+                        store.codec.encode(META.name(), device)?.as_slice(),
+                    )
+                    .map_err(ClientError::store)?;
+                    meta.insert(
+                        IDENTITY_KEY,
+                        store.codec.encode(META.name(), &identity)?.as_slice(),
+                    )
+                    .map_err(ClientError::store)?;
+                    meta.insert(
+                        PREKEYS_KEY,
+                        store.codec.encode(META.name(), &prekeys)?.as_slice(),
+                    )
+                    .map_err(ClientError::store)?;
                     tracing::info!(device = %device, "created device identity");
                     (identity, prekeys)
                 }
@@ -293,7 +338,10 @@ impl LocalStore {
         f: impl FnOnce(&mut Txn<'_>) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let txn = self.db.begin_write().map_err(ClientError::store)?;
-        let mut wrapped = Txn { txn: &txn };
+        let mut wrapped = Txn {
+            txn: &txn,
+            codec: &self.codec,
+        };
         let value = f(&mut wrapped)?;
         txn.commit().map_err(ClientError::store)?;
         Ok(value)
@@ -306,7 +354,9 @@ impl LocalStore {
         let value = table
             .get((peer.user.as_str(), peer.device))
             .map_err(ClientError::store)?;
-        value.map(|bytes| decode(bytes.value())).transpose()
+        value
+            .map(|bytes| self.codec.decode(SESSIONS.name(), bytes.value()))
+            .transpose()
     }
 
     /// The sessions with every device of `user`, by device number.
@@ -322,7 +372,10 @@ impl LocalStore {
         let mut out = Vec::new();
         for item in range {
             let (key, value) = item.map_err(ClientError::store)?;
-            out.push((key.value().1, decode(value.value())?));
+            out.push((
+                key.value().1,
+                self.codec.decode(SESSIONS.name(), value.value())?,
+            ));
         }
         Ok(out)
     }
@@ -335,7 +388,7 @@ impl LocalStore {
         for item in table.iter().map_err(ClientError::store)? {
             let (key, value) = item.map_err(ClientError::store)?;
             let user = UserName::new(key.value()).map_err(ClientError::store)?;
-            out.push((user, decode(value.value())?));
+            out.push((user, self.codec.decode(DEVICES.name(), value.value())?));
         }
         Ok(out)
     }
@@ -347,7 +400,10 @@ impl LocalStore {
         let mut out = Vec::new();
         for item in table.iter().map_err(ClientError::store)? {
             let (key, value) = item.map_err(ClientError::store)?;
-            out.push((key.value(), decode(value.value())?));
+            out.push((
+                key.value(),
+                self.codec.decode(OUTBOX.name(), value.value())?,
+            ));
         }
         Ok(out)
     }
@@ -367,7 +423,9 @@ impl LocalStore {
         let read = self.db.begin_read().map_err(ClientError::store)?;
         let table = read.open_table(GROUPS).map_err(ClientError::store)?;
         let value = table.get(group.0).map_err(ClientError::store)?;
-        value.map(|bytes| decode(bytes.value())).transpose()
+        value
+            .map(|bytes| self.codec.decode(GROUPS.name(), bytes.value()))
+            .transpose()
     }
 
     /// Every group this device is a member of.
@@ -377,7 +435,10 @@ impl LocalStore {
         let mut out = Vec::new();
         for item in table.iter().map_err(ClientError::store)? {
             let (key, value) = item.map_err(ClientError::store)?;
-            out.push((GroupId(key.value()), decode(value.value())?));
+            out.push((
+                GroupId(key.value()),
+                self.codec.decode(GROUPS.name(), value.value())?,
+            ));
         }
         Ok(out)
     }
@@ -395,7 +456,9 @@ impl LocalStore {
         let value = table
             .get((group.0, member.user.as_str(), member.device))
             .map_err(ClientError::store)?;
-        value.map(|bytes| decode(bytes.value())).transpose()
+        value
+            .map(|bytes| self.codec.decode(GROUP_RECEIVERS.name(), bytes.value()))
+            .transpose()
     }
 
     /// The whole history in order (oldest first).
@@ -405,7 +468,7 @@ impl LocalStore {
         let mut out = Vec::new();
         for item in table.iter().map_err(ClientError::store)? {
             let (key, value) = item.map_err(ClientError::store)?;
-            out.push(stored_message(key.value(), value.value())?);
+            out.push(stored_message(&self.codec, key.value(), value.value())?);
         }
         Ok(out)
     }
@@ -414,6 +477,7 @@ impl LocalStore {
 /// One write transaction of the local store.
 pub(crate) struct Txn<'a> {
     txn: &'a WriteTransaction,
+    codec: &'a Codec,
 }
 
 impl Txn<'_> {
@@ -433,7 +497,10 @@ impl Txn<'_> {
     pub(crate) fn put_prekeys(&mut self, prekeys: &PrekeySecrets) -> Result<(), ClientError> {
         let mut table = self.txn.open_table(META).map_err(ClientError::store)?;
         table
-            .insert(PREKEYS_KEY, encode(prekeys)?.as_slice())
+            .insert(
+                PREKEYS_KEY,
+                self.codec.encode(META.name(), prekeys)?.as_slice(),
+            )
             .map_err(ClientError::store)?;
         Ok(())
     }
@@ -447,7 +514,7 @@ impl Txn<'_> {
         table
             .insert(
                 (peer.user.as_str(), peer.device),
-                encode(record)?.as_slice(),
+                self.codec.encode(SESSIONS.name(), record)?.as_slice(),
             )
             .map_err(ClientError::store)?;
         Ok(())
@@ -460,7 +527,10 @@ impl Txn<'_> {
     ) -> Result<(), ClientError> {
         let mut table = self.txn.open_table(GROUPS).map_err(ClientError::store)?;
         table
-            .insert(group.0, encode(record)?.as_slice())
+            .insert(
+                group.0,
+                self.codec.encode(GROUPS.name(), record)?.as_slice(),
+            )
             .map_err(ClientError::store)?;
         Ok(())
     }
@@ -484,7 +554,9 @@ impl Txn<'_> {
         table
             .insert(
                 (group.0, member.user.as_str(), member.device),
-                encode(receiver)?.as_slice(),
+                self.codec
+                    .encode(GROUP_RECEIVERS.name(), receiver)?
+                    .as_slice(),
             )
             .map_err(ClientError::store)?;
         Ok(())
@@ -505,7 +577,10 @@ impl Txn<'_> {
     ) -> Result<(), ClientError> {
         let mut table = self.txn.open_table(DEVICES).map_err(ClientError::store)?;
         table
-            .insert(user.as_str(), encode(&devices)?.as_slice())
+            .insert(
+                user.as_str(),
+                self.codec.encode(DEVICES.name(), &devices)?.as_slice(),
+            )
             .map_err(ClientError::store)?;
         Ok(())
     }
@@ -513,7 +588,7 @@ impl Txn<'_> {
     pub(crate) fn put_outbox(&mut self, seq: u64, entry: &OutboxEntry) -> Result<(), ClientError> {
         let mut table = self.txn.open_table(OUTBOX).map_err(ClientError::store)?;
         table
-            .insert(seq, encode(entry)?.as_slice())
+            .insert(seq, self.codec.encode(OUTBOX.name(), entry)?.as_slice())
             .map_err(ClientError::store)?;
         Ok(())
     }
@@ -560,7 +635,7 @@ impl Txn<'_> {
         };
         let mut table = self.txn.open_table(HISTORY).map_err(ClientError::store)?;
         table
-            .insert(seq, encode(&record)?.as_slice())
+            .insert(seq, self.codec.encode(HISTORY.name(), &record)?.as_slice())
             .map_err(ClientError::store)?;
         if outgoing {
             let mut index = self
@@ -592,21 +667,23 @@ impl Txn<'_> {
         };
         let mut table = self.txn.open_table(HISTORY).map_err(ClientError::store)?;
         let record = match table.get(seq).map_err(ClientError::store)? {
-            Some(bytes) => decode::<HistoryRecord>(bytes.value())?,
+            Some(bytes) => self
+                .codec
+                .decode::<HistoryRecord>(HISTORY.name(), bytes.value())?,
             None => return Ok(false),
         };
         if record.status < status {
             let record = HistoryRecord { status, ..record };
             table
-                .insert(seq, encode(&record)?.as_slice())
+                .insert(seq, self.codec.encode(HISTORY.name(), &record)?.as_slice())
                 .map_err(ClientError::store)?;
         }
         Ok(true)
     }
 }
 
-fn stored_message(seq: u64, bytes: &[u8]) -> Result<StoredMessage, ClientError> {
-    let record: HistoryRecord = decode(bytes)?;
+fn stored_message(codec: &Codec, seq: u64, bytes: &[u8]) -> Result<StoredMessage, ClientError> {
+    let record: HistoryRecord = codec.decode(HISTORY.name(), bytes)?;
     Ok(StoredMessage {
         seq,
         conversation: record.conversation,
@@ -618,12 +695,85 @@ fn stored_message(seq: u64, bytes: &[u8]) -> Result<StoredMessage, ClientError> 
     })
 }
 
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ClientError> {
-    rmp_serde::to_vec(value).map_err(ClientError::store)
+/// A key that encrypts the local store's records (AES-256-GCM).
+#[derive(Clone)]
+pub struct StorageKey(Zeroizing<[u8; 32]>);
+
+impl StorageKey {
+    /// A storage key from 32 secret bytes (from the operating system's
+    /// keychain, or derived from a passphrase with a password hash).
+    pub fn new(key: [u8; 32]) -> Self {
+        Self(Zeroizing::new(key))
+    }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
-    rmp_serde::from_slice(bytes).map_err(ClientError::store)
+impl std::fmt::Debug for StorageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageKey(<redacted>)")
+    }
+}
+
+/// Encodes records as MessagePack and, with a storage key, seals them:
+/// `nonce (12 random bytes) || AES-256-GCM(record) || tag`, with the table
+/// name as associated data.
+#[derive(Debug)]
+struct Codec {
+    key: Option<Zeroizing<[u8; 32]>>,
+}
+
+impl Codec {
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, ClientError> {
+        let plain = Zeroizing::new(rmp_serde::to_vec(value).map_err(ClientError::store)?);
+        let Some(key) = &self.key else {
+            return Ok(plain.to_vec());
+        };
+        let nonce: [u8; NONCE_BYTES] = rand::random();
+        let mut out = Vec::with_capacity(NONCE_BYTES + plain.len() + TAG_BYTES);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&plain);
+        let cipher = Aes256Gcm::new(&(**key).into());
+        let tag = cipher
+            .encrypt_inout_detached(
+                &Nonce::from(nonce),
+                table.as_bytes(),
+                (&mut out[NONCE_BYTES..]).into(),
+            )
+            .map_err(|_| ClientError::store("record too large to seal"))?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        bytes: &[u8],
+    ) -> Result<T, ClientError> {
+        let Some(key) = &self.key else {
+            return rmp_serde::from_slice(bytes).map_err(ClientError::store);
+        };
+        if bytes.len() < NONCE_BYTES + TAG_BYTES {
+            return Err(ClientError::StorageKey);
+        }
+        let (nonce, rest) = bytes.split_at(NONCE_BYTES);
+        let (body, tag) = rest.split_at(rest.len() - TAG_BYTES);
+        let nonce = <[u8; NONCE_BYTES]>::try_from(nonce).map_err(|_| ClientError::StorageKey)?;
+        let tag = aes_gcm::Tag::try_from(tag).map_err(|_| ClientError::StorageKey)?;
+        let mut plain = Zeroizing::new(body.to_vec());
+        let cipher = Aes256Gcm::new(&(**key).into());
+        cipher
+            .decrypt_inout_detached(
+                &Nonce::from(nonce),
+                table.as_bytes(),
+                (&mut plain[..]).into(),
+                &tag,
+            )
+            .map_err(|_| ClientError::StorageKey)?;
+        rmp_serde::from_slice(&plain).map_err(ClientError::store)
+    }
 }
 
 /// Creates the state directory readable by its owner only.
@@ -685,12 +835,14 @@ mod tests {
     fn reopening_keeps_the_identity_and_refuses_another_device() {
         let dir = tempfile::tempdir().unwrap();
         let me = device("alice", 1);
-        let (store, identity, _) = LocalStore::open(dir.path(), &me, &mut rand::rng()).unwrap();
+        let (store, identity, _) =
+            LocalStore::open(dir.path(), &me, None, &mut rand::rng()).unwrap();
         drop(store);
-        let (_store, again, _) = LocalStore::open(dir.path(), &me, &mut rand::rng()).unwrap();
+        let (_store, again, _) = LocalStore::open(dir.path(), &me, None, &mut rand::rng()).unwrap();
         assert_eq!(identity.public(), again.public());
         drop(_store);
-        let err = LocalStore::open(dir.path(), &device("alice", 2), &mut rand::rng()).unwrap_err();
+        let err =
+            LocalStore::open(dir.path(), &device("alice", 2), None, &mut rand::rng()).unwrap_err();
         assert!(matches!(err, ClientError::WrongDevice { .. }));
     }
 
@@ -701,7 +853,7 @@ mod tests {
         let bob = device("bob", 1);
         let id = MessageId([9; 16]);
         {
-            let (store, _, _) = LocalStore::open(dir.path(), &me, &mut rand::rng()).unwrap();
+            let (store, _, _) = LocalStore::open(dir.path(), &me, None, &mut rand::rng()).unwrap();
             store
                 .write(|txn| {
                     let seq = txn.next_seq()?;
@@ -733,7 +885,7 @@ mod tests {
                 })
                 .unwrap();
         }
-        let (store, _, _) = LocalStore::open(dir.path(), &me, &mut rand::rng()).unwrap();
+        let (store, _, _) = LocalStore::open(dir.path(), &me, None, &mut rand::rng()).unwrap();
         let outbox = store.outbox().unwrap();
         assert_eq!(outbox.len(), 1);
         assert_eq!(outbox[0].1.content, vec![1, 2, 3]);
@@ -743,5 +895,55 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].status, Status::Delivered);
         assert_eq!(history[0].content, Content::text("hi"));
+    }
+
+    #[test]
+    fn storage_key_seals_records_and_must_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = device("alice", 1);
+        let key = StorageKey::new([7; 32]);
+        let secret = "meet me by the old mill";
+        {
+            let (store, _, _) =
+                LocalStore::open(dir.path(), &me, Some(&key), &mut rand::rng()).unwrap();
+            store
+                .write(|txn| {
+                    let text = Content::text(secret).to_bytes()?;
+                    let with_bob = Conversation::Direct(UserName::new("bob").unwrap());
+                    txn.append_history(
+                        &with_bob,
+                        Direction::Outgoing,
+                        MessageId([3; 16]),
+                        &text,
+                        1,
+                        Status::Sent,
+                    )
+                    .map(drop)
+                })
+                .unwrap();
+            assert_eq!(store.history().unwrap()[0].content, Content::text(secret));
+        }
+        let file = std::fs::read(dir.path().join(STORE_FILE)).unwrap();
+        assert!(!file.windows(secret.len()).any(|w| w == secret.as_bytes()));
+
+        let wrong = StorageKey::new([8; 32]);
+        for attempt in [Some(&wrong), None] {
+            let err = LocalStore::open(dir.path(), &me, attempt, &mut rand::rng()).unwrap_err();
+            assert_eq!(err, ClientError::StorageKey);
+        }
+        let (store, _, _) =
+            LocalStore::open(dir.path(), &me, Some(&key), &mut rand::rng()).unwrap();
+        assert_eq!(store.history().unwrap().len(), 1);
+        assert_eq!(format!("{key:?}"), "StorageKey(<redacted>)");
+    }
+
+    #[test]
+    fn plain_store_refuses_a_storage_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = device("alice", 1);
+        drop(LocalStore::open(dir.path(), &me, None, &mut rand::rng()).unwrap());
+        let key = StorageKey::new([7; 32]);
+        let err = LocalStore::open(dir.path(), &me, Some(&key), &mut rand::rng()).unwrap_err();
+        assert_eq!(err, ClientError::StorageKey);
     }
 }
