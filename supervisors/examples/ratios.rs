@@ -19,18 +19,49 @@ use tokio::sync::{Notify, mpsc, oneshot};
 const CAPACITY: usize = 1024;
 const ROUNDS: usize = 5;
 
-/// Nanoseconds per operation.
-type Ns = f64;
+/// Nanoseconds per operation: wall clock and process CPU time.
+#[derive(Clone, Copy)]
+struct Ns {
+    wall: f64,
+    cpu: f64,
+}
 
-fn per(took: Duration, n: usize) -> Ns {
-    took.as_nanos() as f64 / n as f64
+/// CPU time of the whole process (all threads), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Starts a measurement.
+struct Clock {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu: cpu_time(),
+        }
+    }
+
+    fn per(&self, n: usize) -> Ns {
+        Ns {
+            wall: self.wall.elapsed().as_nanos() as f64 / n as f64,
+            cpu: (cpu_time() - self.cpu).as_nanos() as f64 / n as f64,
+        }
+    }
 }
 
 async fn spawn_floor() -> Ns {
-    const N: usize = 100_000;
+    const N: usize = 200_000;
     let mut senders = Vec::with_capacity(N);
     let mut tasks = Vec::with_capacity(N);
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for _ in 0..N {
         let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
         tasks.push(tokio::spawn(
@@ -38,7 +69,7 @@ async fn spawn_floor() -> Ns {
         ));
         senders.push(tx);
     }
-    let took = per(t0.elapsed(), N);
+    let took = t0.per(N);
     // Tear down before the next measurement, as the other side does.
     drop(senders);
     for task in tasks {
@@ -48,7 +79,7 @@ async fn spawn_floor() -> Ns {
 }
 
 async fn spawn_sup() -> Ns {
-    const N: usize = 100_000;
+    const N: usize = 200_000;
     let node = Node::new();
     let spec = DynamicSpec::new(|_: (), ctx: ChildCtx| async move {
         let addr = ctx.spawn(|mut c: Ctx<u64>| async move {
@@ -59,16 +90,16 @@ async fn spawn_sup() -> Ns {
         Ok(Start::from(addr))
     });
     let sup = DynamicSupervisor::start(&node, spec).unwrap();
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for _ in 0..N {
         sup.start_child(()).await.unwrap();
     }
-    let took = t0.elapsed();
+    let took = t0.per(N);
     sup.shutdown().await;
-    per(took, N)
+    took
 }
 
-const MESSAGES: usize = 200_000;
+const MESSAGES: usize = 1_000_000;
 
 async fn one_way_floor() -> Ns {
     let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
@@ -79,12 +110,12 @@ async fn one_way_floor() -> Ns {
         }
         done_tx.send(()).unwrap();
     });
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for i in 0..MESSAGES as u64 {
         tx.send(i).await.unwrap();
     }
     done_rx.await.unwrap();
-    per(t0.elapsed(), MESSAGES)
+    t0.per(MESSAGES)
 }
 
 async fn one_way_sup() -> Ns {
@@ -97,15 +128,15 @@ async fn one_way_sup() -> Ns {
         done_tx.send(()).unwrap();
         ExitReason::Normal
     });
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for i in 0..MESSAGES as u64 {
         addr.send(i).await.unwrap();
     }
     done_rx.await.unwrap();
-    per(t0.elapsed(), MESSAGES)
+    t0.per(MESSAGES)
 }
 
-const CALLS: usize = 50_000;
+const CALLS: usize = 200_000;
 
 async fn call_floor() -> Ns {
     let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(CAPACITY);
@@ -114,13 +145,13 @@ async fn call_floor() -> Ns {
             let _ = reply.send(n);
         }
     });
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for i in 0..CALLS as u64 {
         let (rtx, rrx) = oneshot::channel();
         tx.send((i, rtx)).await.unwrap();
         rrx.await.unwrap();
     }
-    per(t0.elapsed(), CALLS)
+    t0.per(CALLS)
 }
 
 async fn call_sup() -> Ns {
@@ -131,18 +162,18 @@ async fn call_sup() -> Ns {
             let _ = reply.send(n);
         }
     });
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for i in 0..CALLS as u64 {
         addr.call(|r| (i, r), Duration::from_secs(10))
             .await
             .unwrap();
     }
-    let took = per(t0.elapsed(), CALLS);
+    let took = t0.per(CALLS);
     node.kill(addr.pid());
     took
 }
 
-const RESTARTS: usize = 5_000;
+const RESTARTS: usize = 20_000;
 
 enum Job {
     Crash,
@@ -182,6 +213,7 @@ async fn restart_floor() -> Ns {
     });
     let mut current: mpsc::Sender<FloorJob> = ready_rx.recv().await.unwrap();
     let mut lat = Vec::with_capacity(RESTARTS);
+    let all = Clock::start();
     for _ in 0..RESTARTS {
         let t0 = Instant::now();
         current.send(FloorJob::Crash).await.unwrap();
@@ -191,8 +223,12 @@ async fn restart_floor() -> Ns {
         rx.await.unwrap();
         lat.push(t0.elapsed().as_nanos() as f64);
     }
+    let cpu = all.per(RESTARTS).cpu;
     keeper.abort();
-    median(lat)
+    Ns {
+        wall: median(lat),
+        cpu,
+    }
 }
 
 async fn restart_sup() -> Ns {
@@ -221,6 +257,7 @@ async fn restart_sup() -> Ns {
     let sup = Supervisor::start(&node, spec).await.unwrap();
     let mut current = ready_rx.recv().await.unwrap();
     let mut lat = Vec::with_capacity(RESTARTS);
+    let all = Clock::start();
     for _ in 0..RESTARTS {
         let t0 = Instant::now();
         current.send(Job::Crash).await.unwrap();
@@ -231,12 +268,16 @@ async fn restart_sup() -> Ns {
             .unwrap();
         lat.push(t0.elapsed().as_nanos() as f64);
     }
+    let cpu = all.per(RESTARTS).cpu;
     sup.shutdown().await;
-    median(lat)
+    Ns {
+        wall: median(lat),
+        cpu,
+    }
 }
 
 const MEMBERS: usize = 10_000;
-const BROADCASTS: usize = 20;
+const BROADCASTS: usize = 100;
 
 async fn broadcast_floor() -> Ns {
     let seen = Arc::new(AtomicUsize::new(0));
@@ -255,7 +296,7 @@ async fn broadcast_floor() -> Ns {
             tx
         })
         .collect();
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for _ in 0..BROADCASTS {
         seen.store(0, Ordering::Release);
         let msg = Arc::new(1u64);
@@ -264,7 +305,7 @@ async fn broadcast_floor() -> Ns {
         }
         done.notified().await;
     }
-    let took = per(t0.elapsed(), MEMBERS * BROADCASTS);
+    let took = t0.per(MEMBERS * BROADCASTS);
     drop(senders);
     tokio::task::yield_now().await;
     took
@@ -291,13 +332,13 @@ async fn broadcast_sup() -> Ns {
             .unwrap();
         node.join("room", addr.pid()).unwrap();
     }
-    let t0 = Instant::now();
+    let t0 = Clock::start();
     for _ in 0..BROADCASTS {
         seen.store(0, Ordering::Release);
         assert_eq!(node.try_broadcast("room", &Arc::new(1u64)), MEMBERS);
         done.notified().await;
     }
-    let took = per(t0.elapsed(), MEMBERS * BROADCASTS);
+    let took = t0.per(MEMBERS * BROADCASTS);
     let watches: Vec<_> = node.pids().into_iter().map(|pid| node.watch(pid)).collect();
     for pid in node.pids() {
         node.kill(pid);
@@ -342,10 +383,18 @@ async fn main() {
         rows[4].1.push(broadcast_floor().await);
         rows[4].2.push(broadcast_sup().await);
     }
-    println!("| workload | floor (tokio task + channel) | supervisors | ratio |");
-    println!("| --- | --- | --- | --- |");
+    println!(
+        "| workload | floor wall | supervisors wall | ratio | floor CPU | supervisors CPU | CPU ratio |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (name, floor, sup) in rows {
-        let (f, s) = (median(floor), median(sup));
-        println!("| {name} | {f:.0} ns | {s:.0} ns | {:.2}x |", s / f);
+        let med = |xs: &[Ns], f: fn(&Ns) -> f64| median(xs.iter().map(f).collect());
+        let (fw, sw) = (med(&floor, |n| n.wall), med(&sup, |n| n.wall));
+        let (fc, sc) = (med(&floor, |n| n.cpu), med(&sup, |n| n.cpu));
+        println!(
+            "| {name} | {fw:.0} ns | {sw:.0} ns | {:.2}x | {fc:.0} ns | {sc:.0} ns | {:.2}x |",
+            sw / fw,
+            sc / fc
+        );
     }
 }

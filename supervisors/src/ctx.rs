@@ -133,7 +133,7 @@ impl<M: Send + 'static> Ctx<M> {
         self.stop.take()
     }
 
-    fn cell(&self) -> Arc<dyn Cell> {
+    pub(crate) fn cell(&self) -> Arc<dyn Cell> {
         self.proc.clone()
     }
 }

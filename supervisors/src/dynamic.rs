@@ -30,7 +30,7 @@ use crate::ctx::Ctx;
 use crate::exit::{ExitReason, panic_message};
 use crate::node::Node;
 use crate::pid::{Pid, PidMap};
-use crate::process::Envelope;
+use crate::process::{Cell, Envelope};
 use crate::snapshot::TreeSnapshot;
 use crate::spawn::SpawnOptions;
 use crate::supervisor::shutdown::{stop_all, stop_child};
@@ -217,11 +217,19 @@ impl DynamicSupervisor {
             crate::spawn::SpawnError::NameTaken(n) => SupervisorError::NameTaken(n),
             crate::spawn::SpawnError::Init(r) => SupervisorError::Exited(r),
         })?;
-        let shared = Arc::new(Shared::new(node, reserved.pid(), spec));
+        reserved
+            .cell()
+            .with_core(&mut |c| c.untracked_children = true);
+        let shared = Arc::new(Shared::new(node, reserved.cell(), spec));
         let any: Arc<dyn std::any::Any + Send + Sync> = shared.clone();
         node.inner.dynamics.insert(reserved.pid(), any);
         let body_shared = shared.clone();
-        let addr = node.launch(reserved, move |ctx| run(ctx, body_shared));
+        // Built outside the body so that it runs even if the body is
+        // dropped before its first poll.
+        let entry = Registered {
+            shared: shared.clone(),
+        };
+        let addr = node.launch(reserved, move |ctx| run(ctx, body_shared, entry));
         Ok(DynamicSupervisorRef { shared, addr })
     }
 }
@@ -429,6 +437,7 @@ struct DynState<A> {
 struct Shared<A> {
     node: Node,
     me: Pid,
+    cell: Arc<dyn Cell>,
     start: DynStartFn<A>,
     restart: Restart,
     shutdown: Shutdown,
@@ -459,10 +468,11 @@ impl<A> Drop for InFlight<'_, A> {
 }
 
 impl<A: Clone + Send + 'static> Shared<A> {
-    fn new(node: &Node, me: Pid, spec: DynamicSpec<A>) -> Self {
+    fn new(node: &Node, cell: Arc<dyn Cell>, spec: DynamicSpec<A>) -> Self {
         Self {
             node: node.clone(),
-            me,
+            me: cell.pid(),
+            cell,
             start: spec.start,
             restart: spec.restart,
             shutdown: spec.shutdown,
@@ -485,13 +495,13 @@ impl<A: Clone + Send + 'static> Shared<A> {
     }
 
     async fn run_start(&self, args: A) -> Result<Start, ExitReason> {
-        let fut = (self.start)(args, ChildCtx::new(self.node.clone(), self.me));
+        let fut = (self.start)(args, ChildCtx::new(self.node.clone(), self.cell.clone()));
         let result = match AssertUnwindSafe(fut).catch_unwind().await {
             Ok(result) => result,
             Err(payload) => Err(ExitReason::Panic(panic_message(&*payload))),
         };
         if let Ok(Start::Started(pid)) = result {
-            self.node.ensure_link(self.me, pid);
+            self.node.ensure_link_from(&self.cell, pid);
         }
         result
     }
@@ -641,14 +651,11 @@ impl<A: Clone + Send + 'static> Shared<A> {
 async fn run<A: Clone + Send + 'static>(
     mut ctx: Ctx<SupMsg>,
     shared: Arc<Shared<A>>,
+    _entry: Registered<A>,
 ) -> ExitReason {
     let addr = ctx.addr();
     let parent = ctx.parent();
     let me = ctx.pid();
-    let _entry = Registered {
-        node: shared.node.clone(),
-        pid: me,
-    };
     loop {
         let stop = match ctx.recv().await {
             Envelope::Exit { from, reason }
@@ -669,15 +676,36 @@ async fn run<A: Clone + Send + 'static>(
     }
 }
 
-/// Removes the typed-lookup entry however the supervisor ends.
-struct Registered {
-    node: Node,
-    pid: Pid,
+/// However the supervisor ends (even killed): removes the typed-lookup
+/// entry and sends its exit signal to the children it still has, which do
+/// not appear in its link set.
+struct Registered<A: Clone + Send + 'static> {
+    shared: Arc<Shared<A>>,
 }
 
-impl Drop for Registered {
+impl<A: Clone + Send + 'static> Drop for Registered<A> {
     fn drop(&mut self) {
-        self.node.inner.dynamics.remove(&self.pid);
+        let shared = &self.shared;
+        shared.node.inner.dynamics.remove(&shared.me);
+        let children: Vec<Pid> = {
+            let mut st = shared.state.lock();
+            st.stopping = true;
+            st.children.drain().map(|(pid, _)| pid).collect()
+        };
+        if children.is_empty() {
+            return;
+        }
+        let mut reason = ExitReason::Killed;
+        shared.cell.with_core(&mut |c| {
+            if let Some(fatal) = &c.fatal {
+                reason = fatal.clone();
+            }
+        });
+        for pid in children {
+            if let Some(child) = shared.node.cell(pid) {
+                child.with_core(&mut |c| c.signal_exit(pid, shared.me, reason.clone(), true));
+            }
+        }
     }
 }
 

@@ -3,6 +3,12 @@
 //!
 //! Meant for tests and chaos runs; everything here is also reachable
 //! through [`Node`], gathered in one place for fault-injection harnesses.
+//!
+//! # Limitations
+//!
+//! The chaos monkey takes a snapshot of the tree on every strike, which
+//! costs time proportional to the tree (and asks each supervisor in it); it
+//! is meant for rates of a few hundred strikes a second at most.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

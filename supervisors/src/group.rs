@@ -1,4 +1,10 @@
 //! Process groups, like OTP's `pg`: join, leave, members, broadcast.
+//!
+//! # Limitations
+//!
+//! Groups are local to a node (no scopes spanning nodes). A broadcast walks
+//! the members once per call; it takes a snapshot of the member list, so a
+//! process joining during a broadcast may miss it.
 
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@ use crate::addr::{Addr, ExitWatch};
 use crate::ctx::Ctx;
 use crate::exit::ExitReason;
 use crate::pid::{IdBuild, MonitorRef, Pid, PidMap};
-use crate::process::{Cell, Process, ProcessTask, Watcher};
+use crate::process::{Cell, ExitCounter, Process, ProcessTask, Watcher};
 use crate::spawn::{SpawnError, SpawnOptions};
 
 /// Hands out node ids so that pids of different nodes never compare equal.
@@ -175,17 +175,33 @@ impl Node {
         true
     }
 
-    /// Links `a` and `b` unless `b` already holds the link (the common case
-    /// of a child spawned linked to its supervisor).
-    pub(crate) fn ensure_link(&self, a: Pid, b: Pid) {
-        if let Some(cell_b) = self.cell(b) {
-            let mut linked = false;
-            cell_b.with_core(&mut |c| linked = c.is_linked(a));
-            if linked {
-                return;
-            }
+    /// Links `a` and `b` unless `a` already holds the link (the common
+    /// case of a child spawned linked to its supervisor), checked on `a`'s
+    /// own record without a table lookup.
+    pub(crate) fn ensure_link_from(&self, a: &Arc<dyn Cell>, b: Pid) {
+        let mut linked = false;
+        let mut untracked = false;
+        a.with_core(&mut |c| {
+            linked = c.is_linked(b);
+            untracked = c.untracked_children;
+        });
+        if linked {
+            return;
         }
-        self.link(a, b);
+        if !untracked {
+            self.link(a.pid(), b);
+            return;
+        }
+        // Only the child's side records the link: look there.
+        match self.cell(b) {
+            Some(child) => {
+                child.with_core(&mut |c| linked = c.is_linked(a.pid()));
+                if !linked {
+                    self.link_pair(&child, a.pid(), Some(a));
+                }
+            }
+            None => a.with_core(&mut |c| c.signal_exit(a.pid(), b, ExitReason::NoProc, true)),
+        }
     }
 
     /// Removes the link between `a` and `b`, if any.
@@ -268,20 +284,34 @@ impl Node {
         self.start(reserved.proc, reserved.link, body)
     }
 
-    /// Spawns a process linked to `parent` (cannot fail: no name).
-    pub(crate) fn spawn_linked<M, F, Fut>(
-        &self,
-        parent: Pid,
-        opts: SpawnOptions,
-        body: F,
-    ) -> Addr<M>
+    /// Spawns an unnamed process linked to `parent` (cannot fail).
+    pub(crate) fn spawn_under_plain<M, F, Fut>(&self, parent: &Arc<dyn Cell>, body: F) -> Addr<M>
     where
         M: Send + 'static,
         F: FnOnce(Ctx<M>) -> Fut,
         Fut: Future<Output = ExitReason> + Send + 'static,
     {
+        let opts = SpawnOptions::new().link(parent.pid());
         let proc = self.create::<M>(&opts);
-        self.start(proc, Some(parent), body)
+        self.start_with(proc, Some(parent), opts.link, body)
+    }
+
+    /// Spawns a process linked to `parent`, whose record the caller holds.
+    pub(crate) fn spawn_under<M, F, Fut>(
+        &self,
+        parent: &Arc<dyn Cell>,
+        opts: SpawnOptions,
+        body: F,
+    ) -> Result<Addr<M>, SpawnError>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        let opts = opts.link(parent.pid());
+        let proc = self.create::<M>(&opts);
+        self.prepare(&proc, &opts)?;
+        Ok(self.start_with(proc, Some(parent), opts.link, body))
     }
 
     pub(crate) fn cell(&self, pid: Pid) -> Option<Arc<dyn Cell>> {
@@ -303,6 +333,12 @@ impl Node {
     /// Links `a` to `b`: `a`'s side first, so that if `b` exits meanwhile it
     /// already sees the link and signals `a`.
     pub(crate) fn link_cells(&self, a: &Arc<dyn Cell>, b: Pid) {
+        self.link_pair(a, b, None);
+    }
+
+    /// Links `a` to `b`, using `b_cell` when the caller already holds it;
+    /// with `b_cell`, `a` is a child spawned under `b`.
+    fn link_pair(&self, a: &Arc<dyn Cell>, b: Pid, b_cell: Option<&Arc<dyn Cell>>) {
         let a_pid = a.pid();
         if a_pid == b {
             return;
@@ -313,8 +349,13 @@ impl Node {
             return;
         }
         let mut linked = false;
-        if let Some(cell_b) = self.cell(b) {
-            cell_b.with_core(&mut |c| linked = c.add_link(a_pid));
+        match b_cell {
+            Some(cell_b) => cell_b.with_core(&mut |c| linked = c.add_child_link(a_pid)),
+            None => {
+                if let Some(cell_b) = self.cell(b) {
+                    cell_b.with_core(&mut |c| linked = c.add_link(a_pid));
+                }
+            }
         }
         if !linked {
             a.with_core(&mut |c| c.signal_exit(a_pid, b, ExitReason::NoProc, true));
@@ -346,6 +387,36 @@ impl Node {
         if let Some(cell) = target.and_then(|t| self.cell(t)) {
             cell.with_core(&mut |c| c.remove_watcher(reference));
         }
+    }
+
+    /// Unlinks `pids` from `from` and counts their exits down.
+    pub(crate) fn unlink_and_watch_all(&self, from: Pid, pids: &[Pid]) -> Arc<ExitCounter> {
+        let counter = Arc::new(ExitCounter::new(pids.len()));
+        for &pid in pids {
+            let Some(cell) = self.cell(pid) else {
+                counter.done();
+                continue;
+            };
+            let reference = self.next_ref();
+            let mut added = false;
+            cell.with_core(&mut |c| {
+                c.remove_link(from);
+                added = c
+                    .add_watcher(reference, Watcher::Counter(counter.clone()))
+                    .is_ok();
+            });
+            if !added {
+                counter.done();
+            }
+        }
+        if let Some(cell) = self.cell(from) {
+            cell.with_core(&mut |c| {
+                for &pid in pids {
+                    c.remove_link(pid);
+                }
+            });
+        }
+        counter
     }
 
     pub(crate) fn watch_cell(&self, cell: Arc<dyn Cell>) -> ExitWatch {
@@ -400,11 +471,27 @@ impl Node {
         F: FnOnce(Ctx<M>) -> Fut,
         Fut: Future<Output = ExitReason> + Send + 'static,
     {
+        self.start_with(proc, None, link, body)
+    }
+
+    /// Starts a process, linking it to `link` (whose record may be given).
+    fn start_with<M, F, Fut>(
+        &self,
+        proc: Arc<Process<M>>,
+        parent_cell: Option<&Arc<dyn Cell>>,
+        link: Option<Pid>,
+        body: F,
+    ) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
         let pid = proc.pid();
         let cell: Arc<dyn Cell> = proc.clone();
         self.inner.procs.insert(pid, cell.clone());
         if let Some(parent) = link {
-            self.link_cells(&cell, parent);
+            self.link_pair(&cell, parent, parent_cell);
         }
         let ctx = Ctx::new(proc.clone(), link);
         let task = ProcessTask::new(proc.clone(), body(ctx));
@@ -443,6 +530,7 @@ impl Node {
                 Watcher::Channel(tx) => {
                     let _ = tx.send(reason.clone());
                 }
+                Watcher::Counter(counter) => counter.done(),
             }
         }
         for (reference, target) in parts.monitors {
@@ -467,6 +555,10 @@ pub(crate) struct Reserved<M> {
 impl<M: Send + 'static> Reserved<M> {
     pub(crate) fn pid(&self) -> Pid {
         self.proc.pid()
+    }
+
+    pub(crate) fn cell(&self) -> Arc<dyn Cell> {
+        self.proc.clone()
     }
 }
 

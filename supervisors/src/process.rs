@@ -5,6 +5,13 @@
 //! names, groups), and a single waker slot serves both messages and signals.
 //! Rarely used parts of the core live in a lazily allocated box so that an
 //! idle process linked to its supervisor costs a few hundred bytes.
+//!
+//! # Limitations
+//!
+//! There is no selective receive: a process takes envelopes in order
+//! (system notifications first). A process that must wait for one specific
+//! reply uses `call` (a separate reply channel) instead. Processes live on
+//! one node; pids of another node are not reachable.
 
 mod core;
 mod task;
@@ -21,7 +28,7 @@ use crate::exit::ExitReason;
 use crate::node::Node;
 use crate::pid::{MonitorRef, Pid};
 
-pub(crate) use self::core::{Core, ExitParts, Watcher};
+pub(crate) use self::core::{Core, ExitCounter, ExitParts, Watcher};
 pub(crate) use self::task::ProcessTask;
 
 /// What a process receives: an ordinary message or a system notification.

@@ -1,4 +1,10 @@
 //! The name registry: names to processes, cleaned up on exit.
+//!
+//! # Limitations
+//!
+//! Names are local to a node. A lookup returns the address of the
+//! incarnation registered at that moment; if it exits right after, sends to
+//! that address fail and the caller looks the name up again.
 
 use std::sync::Arc;
 

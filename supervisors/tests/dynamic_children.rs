@@ -279,3 +279,40 @@ async fn a_dynamic_supervisor_under_a_supervisor_is_found_by_name() {
     assert_eq!(node.process_count(), 0);
     let _ = Envelope::<()>::Message(());
 }
+
+#[tokio::test]
+async fn killing_a_dynamic_supervisor_takes_its_children_down() {
+    let node = Node::new();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let sup = DynamicSupervisor::start(&node, template(tx)).unwrap();
+    let a = sup.start_child(1).await.unwrap();
+    let b = sup.start_child(2).await.unwrap();
+    let (wa, wb) = (node.watch(a), node.watch(b));
+    node.kill(sup.pid());
+    assert_eq!(
+        timeout(HANG, sup.watch()).await.unwrap(),
+        ExitReason::Killed
+    );
+    assert_eq!(timeout(HANG, wa).await.unwrap(), ExitReason::Killed);
+    assert_eq!(timeout(HANG, wb).await.unwrap(), ExitReason::Killed);
+    assert_eq!(node.process_count(), 0);
+}
+
+#[tokio::test]
+async fn a_dynamic_supervisor_hears_its_parents_exit() {
+    let node = Node::new();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let parent = node.spawn(|mut ctx: Ctx<()>| async move {
+        ctx.recv().await;
+        ExitReason::error("parent failed")
+    });
+    let sup = DynamicSupervisor::start_linked(&node, parent.pid(), template(tx)).unwrap();
+    let a = sup.start_child(1).await.unwrap();
+    let wa = node.watch(a);
+    parent.send(()).await.unwrap();
+    assert_eq!(
+        timeout(HANG, sup.watch()).await.unwrap(),
+        ExitReason::error("parent failed")
+    );
+    assert_eq!(timeout(HANG, wa).await.unwrap(), ExitReason::Shutdown);
+}

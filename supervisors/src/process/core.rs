@@ -48,6 +48,42 @@ pub(crate) enum Watcher {
     Process(Pid),
     /// Code outside processes, waiting on a channel.
     Channel(oneshot::Sender<ExitReason>),
+    /// Code waiting for many processes to exit.
+    Counter(Arc<ExitCounter>),
+}
+
+/// Counts down exits of many processes (a parallel shutdown).
+#[derive(Debug, Default)]
+pub(crate) struct ExitCounter {
+    remaining: std::sync::atomic::AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl ExitCounter {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            remaining: std::sync::atomic::AtomicUsize::new(n),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// One watched process exited.
+    pub(crate) fn done(&self) {
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits until every watched process has exited.
+    pub(crate) async fn wait(&self) {
+        while self.remaining.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// The link set: most processes have exactly one link (their supervisor),
@@ -134,6 +170,10 @@ pub(crate) struct ExitParts {
 pub(crate) struct Core {
     pub(crate) trap_exits: bool,
     pub(crate) panic_next: bool,
+    /// Links from children are recorded on the child's side only: the
+    /// process (a dynamic supervisor) tracks its children itself and
+    /// signals them when it dies.
+    pub(crate) untracked_children: bool,
     /// The reason a signal has decided the process must exit with.
     pub(crate) fatal: Option<ExitReason>,
     /// The exit reason, once exited.
@@ -234,6 +274,14 @@ impl Core {
         true
     }
 
+    /// Adds the link from a child spawned under this process.
+    pub(crate) fn add_child_link(&mut self, pid: Pid) -> bool {
+        if self.untracked_children {
+            return !self.is_exited();
+        }
+        self.add_link(pid)
+    }
+
     pub(crate) fn remove_link(&mut self, pid: Pid) -> bool {
         self.links.remove(pid)
     }
@@ -246,7 +294,7 @@ impl Core {
     ///
     /// A signal sent because of a link only acts while the link exists.
     pub(crate) fn signal_exit(&mut self, me: Pid, from: Pid, reason: ExitReason, via_link: bool) {
-        if self.is_exited() || (via_link && !self.links.remove(from)) {
+        if self.is_exited() || (via_link && !self.links.remove(from) && !self.untracked_children) {
             return;
         }
         if self.trap_exits {

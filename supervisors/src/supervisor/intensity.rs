@@ -10,11 +10,12 @@ use crate::rng::SplitMix;
 
 /// OTP's restart intensity check in constant time.
 ///
-/// OTP keeps every restart of the last period in a list and counts it on
+/// OTP keeps every restart of the last period in a list and walks it on
 /// each restart, which slows down under a restart storm. Whether one more
 /// restart exceeds the intensity depends only on the last `intensity`
 /// restarts: if all of them lie within the period, the new one is one too
-/// many. So a ring of `intensity` timestamps answers exactly the same.
+/// many. So a ring of at most `intensity` timestamps, oldest first, answers
+/// exactly the same: the check looks at its length only.
 #[derive(Debug)]
 pub(crate) struct RestartWindow {
     stamps: VecDeque<Instant>,
@@ -38,12 +39,16 @@ impl RestartWindow {
         if self.intensity == 0 {
             return false;
         }
-        if self.stamps.len() == self.intensity {
-            let oldest = self.stamps[0];
-            if now.saturating_duration_since(oldest) <= self.period {
-                return false;
-            }
+        // Forget restarts that left the window; each is dropped once, so
+        // this is constant time amortized, and the ring never holds more
+        // than the restarts of one period (at most `intensity`).
+        while let Some(&oldest) = self.stamps.front()
+            && now.saturating_duration_since(oldest) > self.period
+        {
             self.stamps.pop_front();
+        }
+        if self.stamps.len() >= self.intensity {
+            return false;
         }
         self.stamps.push_back(now);
         true

@@ -23,7 +23,7 @@ use crate::ctx::Ctx;
 use crate::exit::{ExitReason, panic_message};
 use crate::node::Node;
 use crate::pid::Pid;
-use crate::process::Envelope;
+use crate::process::{Cell, Envelope};
 
 /// Checks a supervisor spec the way OTP does before starting anything.
 pub(crate) fn validate(spec: &SupervisorSpec) -> Result<(), SupervisorError> {
@@ -61,9 +61,9 @@ pub(crate) fn validate_child(child: &ChildSpec, auto: AutoShutdown) -> Result<()
 pub(crate) async fn run_start(
     start: &super::spec::StartFn,
     node: &Node,
-    me: Pid,
+    me: &Arc<dyn Cell>,
 ) -> Result<Start, ExitReason> {
-    let fut = start(ChildCtx::new(node.clone(), me));
+    let fut = start(ChildCtx::new(node.clone(), me.clone()));
     let result = match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(result) => result,
         Err(payload) => Err(ExitReason::Panic(panic_message(&*payload))),
@@ -71,7 +71,7 @@ pub(crate) async fn run_start(
     if let Ok(Start::Started(pid)) = result {
         // Link even if the start function forgot to; a child that already
         // died then reports `NoProc`.
-        node.ensure_link(me, pid);
+        node.ensure_link_from(me, pid);
     }
     result
 }
@@ -114,6 +114,7 @@ impl Child {
 struct Server {
     node: Node,
     me: Pid,
+    cell: Arc<dyn Cell>,
     parent: Option<Pid>,
     addr: Addr<SupMsg>,
     strategy: Strategy,
@@ -137,6 +138,7 @@ pub(crate) async fn run(
     let mut server = Server {
         node: ctx.node().clone(),
         me: ctx.pid(),
+        cell: ctx.cell(),
         parent: ctx.parent(),
         addr: ctx.addr(),
         strategy: spec.strategy,
@@ -197,7 +199,7 @@ impl Server {
 
     async fn start_initial(&mut self, specs: Vec<ChildSpec>) -> Result<(), (Arc<str>, ExitReason)> {
         for spec in specs {
-            match run_start(&spec.start, &self.node, self.me).await {
+            match run_start(&spec.start, &self.node, &self.cell).await {
                 Ok(Start::Started(pid)) => {
                     tracing::debug!(supervisor = %self.me, child = %spec.id, pid = %pid, "child started");
                     self.children.push(Child {
@@ -347,7 +349,7 @@ impl Server {
     async fn start_again(&mut self, j: usize) -> bool {
         let id = self.children[j].spec.id.clone();
         let start = self.children[j].spec.start.clone();
-        match run_start(&start, &self.node, self.me).await {
+        match run_start(&start, &self.node, &self.cell).await {
             Ok(outcome) => {
                 let child = &mut self.children[j];
                 child.restarting = false;
@@ -477,7 +479,7 @@ impl Server {
             return Err(SupervisorError::Running);
         }
         let start = self.children[idx].spec.start.clone();
-        match run_start(&start, &self.node, self.me).await {
+        match run_start(&start, &self.node, &self.cell).await {
             Ok(Start::Started(pid)) => {
                 self.children[idx].pid = Some(pid);
                 Ok(Some(pid))
@@ -507,7 +509,7 @@ impl Server {
                 None => SupervisorError::AlreadyPresent,
             });
         }
-        match run_start(&spec.start, &self.node, self.me).await {
+        match run_start(&spec.start, &self.node, &self.cell).await {
             Ok(Start::Started(pid)) => {
                 tracing::debug!(supervisor = %self.me, child = %spec.id, pid = %pid, "child started");
                 self.children.push(Child {

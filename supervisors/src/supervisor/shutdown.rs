@@ -1,11 +1,8 @@
 //! Stopping children: one at a time (supervisors) or all at once
 //! (dynamic supervisors).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use tokio::time::timeout;
 
 use super::spec::Shutdown;
@@ -64,17 +61,7 @@ pub(crate) async fn stop_all(
     shutdown: Shutdown,
     grace: Duration,
 ) {
-    let mut waiting: FuturesUnordered<_> = pids
-        .iter()
-        .map(|&pid| {
-            node.unlink(sup, pid);
-            let watch = node.watch(pid);
-            async move {
-                watch.await;
-                pid
-            }
-        })
-        .collect();
+    let counter = node.unlink_and_watch_all(sup, &pids);
     for &pid in &pids {
         match shutdown {
             Shutdown::BrutalKill => node.kill(pid),
@@ -83,40 +70,28 @@ pub(crate) async fn stop_all(
             }
         };
     }
-    let mut done = HashSet::with_capacity(pids.len());
     let first = match shutdown {
-        Shutdown::BrutalKill => Some(grace),
-        Shutdown::Timeout(limit) => Some(limit),
-        Shutdown::Infinity => None,
-    };
-    let drain = async {
-        while let Some(pid) = waiting.next().await {
-            done.insert(pid);
+        Shutdown::BrutalKill => grace,
+        Shutdown::Timeout(limit) => limit,
+        Shutdown::Infinity => {
+            counter.wait().await;
+            return;
         }
     };
-    match first {
-        None => drain.await,
-        Some(limit) => {
-            let _ = timeout(limit, drain).await;
-        }
-    }
-    if done.len() == pids.len() {
+    if timeout(first, counter.wait()).await.is_ok() {
         return;
     }
-    let left: Vec<Pid> = pids.into_iter().filter(|p| !done.contains(p)).collect();
+    let left: Vec<Pid> = pids.into_iter().filter(|&p| node.is_alive(p)).collect();
     if shutdown != Shutdown::BrutalKill {
         tracing::warn!(supervisor = %sup, children = left.len(), "children ignored shutdown, killing them");
         for &pid in &left {
             node.kill(pid);
         }
-        let drain = async {
-            while let Some(pid) = waiting.next().await {
-                done.insert(pid);
-            }
-        };
-        let _ = timeout(grace, drain).await;
+        if timeout(grace, counter.wait()).await.is_ok() {
+            return;
+        }
     }
-    for pid in left.into_iter().filter(|p| !done.contains(p)) {
+    for pid in left.into_iter().filter(|&p| node.is_alive(p)) {
         force(node, sup, pid);
     }
 }

@@ -14,6 +14,7 @@ use crate::ctx::Ctx;
 use crate::exit::ExitReason;
 use crate::node::Node;
 use crate::pid::Pid;
+use crate::process::Cell;
 use crate::spawn::{SpawnError, SpawnOptions};
 
 /// What a start function produced.
@@ -137,15 +138,28 @@ impl Backoff {
 }
 
 /// What a start function gets: the node and the supervisor's pid.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ChildCtx {
     node: Node,
     parent: Pid,
+    parent_cell: Arc<dyn Cell>,
+}
+
+impl fmt::Debug for ChildCtx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildCtx")
+            .field("parent", &self.parent)
+            .finish()
+    }
 }
 
 impl ChildCtx {
-    pub(crate) fn new(node: Node, parent: Pid) -> Self {
-        Self { node, parent }
+    pub(crate) fn new(node: Node, parent_cell: Arc<dyn Cell>) -> Self {
+        Self {
+            node,
+            parent: parent_cell.pid(),
+            parent_cell,
+        }
     }
 
     /// The node to spawn on.
@@ -170,8 +184,7 @@ impl ChildCtx {
         F: FnOnce(Ctx<M>) -> Fut,
         Fut: Future<Output = ExitReason> + Send + 'static,
     {
-        self.node
-            .spawn_linked(self.parent, SpawnOptions::new(), body)
+        self.node.spawn_under_plain(&self.parent_cell, body)
     }
 
     /// Spawns a process linked to the supervisor, with more options (the
@@ -186,7 +199,7 @@ impl ChildCtx {
         F: FnOnce(Ctx<M>) -> Fut,
         Fut: Future<Output = ExitReason> + Send + 'static,
     {
-        self.node.spawn_with(opts.link(self.parent), body)
+        self.node.spawn_under(&self.parent_cell, opts, body)
     }
 
     /// Spawns an actor linked to the supervisor and waits for its `init`.
