@@ -339,6 +339,29 @@ impl ServerHandle {
             .is_some_and(|s| s.router.arm_panic(&router::key_of(device)))
     }
 
+    /// The node the server's processes run on, while it runs (fault
+    /// injection through `supervisors::fault`).
+    #[cfg(feature = "chaos")]
+    pub fn node(&self) -> Option<supervisors::Node> {
+        self.shared.upgrade().map(|s| s.node.clone())
+    }
+
+    /// The root supervisor of the server's tree (fault injection).
+    #[cfg(feature = "chaos")]
+    pub fn root(&self) -> &SupervisorRef {
+        &self.root
+    }
+
+    /// The pids of the frame-logic processes of the online sessions, in pid
+    /// order (fault injection; they are not in the tree snapshot because
+    /// each session supervises its own).
+    #[cfg(feature = "chaos")]
+    pub fn logic_pids(&self) -> Vec<supervisors::Pid> {
+        self.shared
+            .upgrade()
+            .map_or_else(Vec::new, |s| s.router.logic_pids())
+    }
+
     /// The handshake and idle timeouts in force, for tests and tools.
     pub fn timeouts(&self) -> (Duration, Duration) {
         self.timeouts
