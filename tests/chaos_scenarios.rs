@@ -5,11 +5,17 @@
 
 use std::time::Duration;
 
-use courier::chaos::{FaultKind, Report, Scenario, ServerMode};
+use courier::chaos::{FaultKind, Report, Scenario};
 
 /// Runs a scenario, prints its report and checks it passed and injected
 /// at least one fault of every kind in `kinds`.
 async fn check(scenario: Scenario, kinds: &[FaultKind]) -> Report {
+    if let Ok(filter) = std::env::var("CHAOS_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let report = scenario.run().await.unwrap();
     println!("{report}");
     assert!(report.passed(), "{report}");

@@ -389,6 +389,13 @@ fn on_event(member: &Member, shared: &FleetShared, event: Event) {
                 None => shared.with_ledger(|l| l.delivered(id, usize::MAX, member.index, n)),
             }
         }
+        Event::Undecryptable { from, id, error } => {
+            shared.stopped.lock().push(format!(
+                "client {} could not open {id} from {from}: {error}",
+                member.index
+            ));
+            shared.bump();
+        }
         Event::Stopped { error } => {
             shared
                 .stopped

@@ -428,6 +428,25 @@ impl Injector {
         }
     }
 
+    /// Whether message `id` is still parked for client `at`, in words.
+    pub(crate) async fn parked(&self, at: usize, id: crate::protocol::MessageId) -> String {
+        let target = self.target.lock().await;
+        let Some(handle) = target.handle() else {
+            return "parking unknown (child server)".into();
+        };
+        let Ok(user) = crate::protocol::UserName::new(super::fleet::user_of(at)) else {
+            return "parking unknown".into();
+        };
+        let device = crate::protocol::DeviceId::new(user, 1);
+        match handle.parked_ids(&device).await {
+            Ok(ids) => match ids.iter().position(|p| *p == id) {
+                Some(i) => format!("still parked on the server ({} of {})", i + 1, ids.len()),
+                None => format!("not parked on the server ({} others are)", ids.len()),
+            },
+            Err(e) => format!("parking unknown ({e})"),
+        }
+    }
+
     /// Undoes every network fault on open and future connections.
     pub(crate) fn heal_network(&self) {
         self.proxy.clear_new_faults();

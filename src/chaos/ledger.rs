@@ -271,8 +271,16 @@ impl Ledger {
                 v.note("unsettled", e);
             }
         }
-        for arrivals in self.arrivals.values() {
-            v.order_violations += arrivals.windows(2).filter(|w| w[1] < w[0]).count() as u64;
+        for ((from, to), arrivals) in &self.arrivals {
+            for w in arrivals.windows(2).filter(|w| w[1] < w[0]) {
+                v.order_violations += 1;
+                if v.examples.len() < 10 {
+                    v.examples.push(format!(
+                        "order c{from}->c{to}: #{} arrived after #{} ({arrivals:?})",
+                        w[1], w[0]
+                    ));
+                }
+            }
         }
         v.latencies.sort_unstable();
         v

@@ -275,8 +275,9 @@ impl Scenario {
         let undelivered = fleet.shared.ledger.lock().undelivered_ids();
         for (id, from, at) in undelivered.into_iter().take(10) {
             let stored = fleet.stored(at, from, id);
+            let parked = injector.parked(at, id).await;
             verdict.examples.push(format!(
-                "c{from}->c{at} {id}: {}",
+                "c{from}->c{at} {id}: {parked}; {}",
                 if stored {
                     "stored by the recipient but never reported"
                 } else {

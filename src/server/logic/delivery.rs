@@ -241,8 +241,16 @@ impl Logic {
                 });
                 self.notice(&from, &mine, receipt_id(f.id), receipt).await;
             }
-            // Not held (already acked, or never this device's): ignored.
-            Ok(None) => {}
+            // Not held for this device: another device's message, or one
+            // acked already. Nothing is removed; the client is told.
+            Ok(None) => {
+                self.error(
+                    ErrorCode::Forbidden,
+                    "no such message in this device's mailbox",
+                    Some(f.id),
+                )
+                .await;
+            }
             Err(e) => {
                 self.error(storage_code(&e), e.to_string(), Some(f.id))
                     .await
