@@ -355,6 +355,60 @@ impl ServerHandle {
             .is_some_and(|s| s.router.arm_panic(&router::key_of(device)))
     }
 
+    /// The node the server's processes run on, while it runs (fault
+    /// injection through `supervisors::fault`).
+    #[cfg(feature = "chaos")]
+    pub fn node(&self) -> Option<supervisors::Node> {
+        self.shared.upgrade().map(|s| s.node.clone())
+    }
+
+    /// The root supervisor of the server's tree (fault injection).
+    #[cfg(feature = "chaos")]
+    pub fn root(&self) -> &SupervisorRef {
+        &self.root
+    }
+
+    /// The pids of the frame-logic processes of the online sessions, in pid
+    /// order (fault injection; they are not in the tree snapshot because
+    /// each session supervises its own).
+    #[cfg(feature = "chaos")]
+    pub fn logic_pids(&self) -> Vec<supervisors::Pid> {
+        self.shared
+            .upgrade()
+            .map_or_else(Vec::new, |s| s.router.logic_pids())
+    }
+
+    /// The ids of the frames parked for `device`, in seq order (fault
+    /// injection: tells a lost message from one still waiting).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Tree`] when the server has stopped,
+    /// [`ServerError::Store`] when the store cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe (a read).
+    #[cfg(feature = "chaos")]
+    pub async fn parked_ids(
+        &self,
+        device: &crate::protocol::DeviceId,
+    ) -> Result<Vec<crate::protocol::MessageId>, ServerError> {
+        use crate::store::Store as _;
+        let shared = self
+            .shared
+            .upgrade()
+            .ok_or_else(|| ServerError::Tree("server stopped".into()))?;
+        let frames = shared
+            .store
+            .pending(&router::key_of(device), 0, usize::MAX)
+            .await?;
+        Ok(frames
+            .into_iter()
+            .map(|f| crate::protocol::MessageId(f.frame.id.0))
+            .collect())
+    }
+
     /// The handshake and idle timeouts in force, for tests and tools.
     pub fn timeouts(&self) -> (Duration, Duration) {
         self.timeouts

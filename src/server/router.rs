@@ -122,6 +122,20 @@ impl Router {
     }
 }
 
+#[cfg(feature = "chaos")]
+impl Router {
+    /// The logic processes of the online sessions (fault injection).
+    pub(crate) fn logic_pids(&self) -> Vec<supervisors::Pid> {
+        let mut pids: Vec<_> = self
+            .online
+            .iter()
+            .filter_map(|link| *link.state.logic_pid.lock())
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+}
+
 /// The store key of a device.
 pub(crate) fn key_of(device: &DeviceId) -> DeviceKey {
     DeviceKey::new(device.user.as_str(), device.device)

@@ -88,6 +88,8 @@ pub(crate) struct SessionState {
     pub(crate) drained: AtomicBool,
     pub(crate) bucket: Mutex<TokenBucket>,
     pub(crate) upload: Mutex<Option<Box<Upload>>>,
+    /// The pid of the current logic process (for fault injection).
+    pub(crate) logic_pid: Mutex<Option<supervisors::Pid>>,
 }
 
 impl SessionState {
@@ -202,6 +204,7 @@ async fn open(
             shared.limits.burst,
         )),
         upload: Mutex::new(None),
+        logic_pid: Mutex::new(None),
     });
     let hello = ServerHello {
         version: PROTOCOL_VERSION,
@@ -236,15 +239,18 @@ fn spawn_logic(
 ) -> Addr<LogicMsg> {
     let session = ctx.addr();
     let shared = Arc::clone(shared);
-    let state = Arc::clone(state);
+    let for_logic = Arc::clone(state);
     let opts = SpawnOptions::new()
         .link(ctx.pid())
         .capacity(usize::try_from(WINDOW).unwrap_or(32) + 8);
-    let spawned = ctx
-        .node()
-        .spawn_with(opts, move |lctx| logic::run(lctx, shared, state, session));
+    let spawned = ctx.node().spawn_with(opts, move |lctx| {
+        logic::run(lctx, shared, for_logic, session)
+    });
     match spawned {
-        Ok(addr) => addr,
+        Ok(addr) => {
+            *state.logic_pid.lock() = Some(addr.pid());
+            addr
+        }
         // Unnamed spawns cannot fail; keep a dead address if they ever do
         // (the session then closes on the first frame it cannot hand over).
         Err(err) => {

@@ -274,8 +274,16 @@ impl Logic {
                 let receipt = ServerFrame::Delivered(Delivered { id, to: me.clone() });
                 self.notice(from, &mine, receipt_id(id), receipt).await;
             }
-            // Not held (already acked, or never this device's): ignored.
-            Ok(false) => {}
+            // Not held for this device: another device's message, or one
+            // acked already. Nothing is removed; the client is told.
+            Ok(false) => {
+                self.error(
+                    ErrorCode::Forbidden,
+                    "no such message in this device's mailbox",
+                    Some(id),
+                )
+                .await;
+            }
             Err(e) => self.error(storage_code(&e), e.to_string(), Some(id)).await,
         }
     }
