@@ -22,6 +22,7 @@ async fn unaccepted_message_is_resent_after_the_connection_drops() {
             .unwrap();
     let first = alice.send_text(&name("bob"), "first").await.unwrap();
     assert_eq!(next_text(&mut bob_events).await.1, first);
+    accepted(&mut alice_events, first).await;
 
     // The next send never reaches the server, then the connection drops.
     for conn in proxy.connections() {
@@ -61,6 +62,7 @@ async fn message_sent_while_the_server_is_down_goes_out_after_it_returns() {
     let (alice, mut alice_events) = server.client("alice", 1).await;
     let id = alice.send_text(&name("bob"), "warm up").await.unwrap();
     assert_eq!(next_text(&mut bob_events).await.1, id);
+    accepted(&mut alice_events, id).await;
 
     server.handle.shutdown().await;
     wait_for(&mut alice_events, |e| {

@@ -180,7 +180,13 @@ async fn resend_is_reported_as_duplicate<S: Store>(f: Fixture<S>) {
     let again = bounded(s.park(vec![frame(&alice(), &bob(1), 1)]))
         .await
         .unwrap();
-    assert_eq!(again, vec![ParkOutcome::Duplicate]);
+    let ParkOutcome::Stored { seq } = first[0] else {
+        panic!("stored: {first:?}");
+    };
+    // The copy still waits: the resend names it, so a router can forward it
+    // again; nothing new is stored.
+    assert_eq!(again, vec![ParkOutcome::AlreadyParked { seq }]);
+    assert_eq!(bounded(s.pending_count(&bob(1))).await.unwrap(), 1);
 
     // Still recognised after the original was delivered and removed.
     bounded(s.remove(&bob(1), &alice(), id(1)))

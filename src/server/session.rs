@@ -268,11 +268,36 @@ fn spawn_logic(
 /// its seq) before it is forwarded live, and seqs become visible in order,
 /// so every live frame with a seq at or below the highest drained seq was
 /// part of the drain.
+///
+/// A frame can also be forwarded twice: a resend of a frame that still
+/// waits is forwarded again, in case the first forward was lost with the
+/// connection that parked it. The seqs of the last few live frames written
+/// catch the second copy; an older one reaches the client, which drops it by
+/// its id.
 #[derive(Default)]
 struct Delivery {
     draining: bool,
     horizon: u64,
     held: Vec<(u64, Box<ServerFrame>)>,
+    /// Seqs of the live frames written most recently, oldest first.
+    recent: std::collections::VecDeque<u64>,
+}
+
+/// Live seqs a session remembers (8 bytes each, allocated on first use).
+const RECENT_LIVE: usize = 64;
+
+impl Delivery {
+    /// Whether a live frame with `seq` is new to this connection; records it.
+    fn admit_live(&mut self, seq: u64) -> bool {
+        if seq <= self.horizon || self.recent.contains(&seq) {
+            return false;
+        }
+        if self.recent.len() == RECENT_LIVE {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(seq);
+        true
+    }
 }
 
 struct Session {
@@ -443,7 +468,7 @@ impl Session {
             SessionMsg::Live { seq, frame } => {
                 if self.delivery.draining {
                     self.delivery.held.push((seq, frame));
-                } else if seq > self.delivery.horizon {
+                } else if self.delivery.admit_live(seq) {
                     self.write(&frame);
                 }
             }
@@ -454,10 +479,9 @@ impl Session {
             SessionMsg::DrainStart => self.delivery.draining = true,
             SessionMsg::DrainEnd => {
                 self.delivery.draining = false;
-                let horizon = self.delivery.horizon;
                 let held = std::mem::take(&mut self.delivery.held);
                 for (seq, frame) in held {
-                    if seq > horizon {
+                    if self.delivery.admit_live(seq) {
                         self.write(&frame);
                     }
                 }
@@ -662,5 +686,33 @@ impl std::fmt::Debug for SessionState {
 impl From<IoError> for ExitReason {
     fn from(err: IoError) -> Self {
         ExitReason::error(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Delivery;
+
+    #[test]
+    fn a_live_seq_is_written_once_and_never_below_the_drain() {
+        let mut delivery = Delivery {
+            horizon: 10,
+            ..Delivery::default()
+        };
+        assert!(!delivery.admit_live(10), "drained already");
+        assert!(delivery.admit_live(12));
+        assert!(
+            delivery.admit_live(11),
+            "live frames of two senders may cross"
+        );
+        assert!(!delivery.admit_live(12), "a second forward of a resend");
+        for seq in 13..13 + super::RECENT_LIVE as u64 {
+            assert!(delivery.admit_live(seq));
+        }
+        assert_eq!(delivery.recent.len(), super::RECENT_LIVE);
+        assert!(
+            delivery.admit_live(11),
+            "forgotten: the client drops it by id"
+        );
     }
 }

@@ -93,8 +93,16 @@ impl State {
                     seen
                 }
             };
-            if duplicate || !stored.insert((frame.recipient.clone(), print)) {
+            if !stored.insert((frame.recipient.clone(), print)) {
                 outcomes.push(ParkOutcome::Duplicate);
+                continue;
+            }
+            if duplicate {
+                let waiting = self.find(&frame.recipient, &frame.sender, frame.id);
+                outcomes.push(match waiting {
+                    Some(seq) => ParkOutcome::AlreadyParked { seq },
+                    None => ParkOutcome::Duplicate,
+                });
                 continue;
             }
 
@@ -121,18 +129,24 @@ impl State {
         outcomes
     }
 
+    /// The seq of `recipient`'s parked copy of (`sender`, `id`).
+    fn find(&self, recipient: &DeviceKey, sender: &DeviceKey, id: MessageId) -> Option<u64> {
+        // Acks come in delivery order, so the frame is near the oldest end.
+        self.mailboxes
+            .get(recipient)?
+            .iter()
+            .find(|(_, f)| f.id == id && f.sender == *sender)
+            .map(|(seq, _)| *seq)
+    }
+
     fn remove(
         &mut self,
         recipient: &DeviceKey,
         sender: &DeviceKey,
         id: MessageId,
     ) -> Option<Removed> {
+        let seq = self.find(recipient, sender, id)?;
         let mailbox = self.mailboxes.get_mut(recipient)?;
-        // Acks come in delivery order, so the frame is near the oldest end.
-        let seq = mailbox
-            .iter()
-            .find(|(_, f)| f.id == id && f.sender == *sender)
-            .map(|(seq, _)| *seq)?;
         let frame = mailbox.remove(&seq)?;
         if mailbox.is_empty() {
             self.mailboxes.remove(recipient);

@@ -71,14 +71,23 @@ pub enum ParkOutcome {
         /// Its sequence number.
         seq: u64,
     },
-    /// The (sender, id) was seen before; nothing was stored.
+    /// The (sender, id) was seen before and its copy for this recipient is
+    /// gone (delivered, or never parked for it); nothing was stored.
     Duplicate,
+    /// The (sender, id) was seen before and its copy for this recipient
+    /// still waits under this sequence number; nothing new was stored. A
+    /// router forwards it again: the first forward may have been lost with
+    /// the connection that parked it.
+    AlreadyParked {
+        /// The sequence number of the copy that waits.
+        seq: u64,
+    },
 }
 
 impl ParkOutcome {
     /// Whether the frame was recognised as a duplicate.
     pub fn is_duplicate(&self) -> bool {
-        matches!(self, Self::Duplicate)
+        matches!(self, Self::Duplicate | Self::AlreadyParked { .. })
     }
 }
 

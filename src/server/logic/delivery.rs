@@ -200,7 +200,15 @@ impl Logic {
         });
     }
 
-    /// Finishes a pipelined park: `Accepted`, then forward.
+    /// Finishes a pipelined park: forward, then `Accepted`.
+    ///
+    /// Per-pair order rests on two rules. A connection that another one of
+    /// the same device has replaced forwards nothing and accepts nothing: its
+    /// client resends on the new connection, in order, and a frame this one
+    /// parked comes back as [`ParkOutcome::AlreadyParked`], which is forwarded
+    /// again there, ahead of the frames sent after it. And `Accepted` goes out
+    /// only after the forward, so a client never stops resending a frame
+    /// whose forward was lost with a dying logic.
     pub(super) async fn parked(
         &self,
         id: MessageId,
@@ -216,7 +224,10 @@ impl Logic {
                     .await;
             }
         };
-        self.out(ServerFrame::Accepted(Accepted { id })).await;
+        if self.is_replaced() {
+            tracing::debug!(%id, "connection replaced; the resend on the new one forwards");
+            return;
+        }
         for (route, outcome) in routes.into_iter().zip(outcomes) {
             match outcome {
                 ParkOutcome::Stored { seq } => {
@@ -224,9 +235,26 @@ impl Logic {
                     self.shared.depths.add(&route.key, 1);
                     self.forward(route.key, seq, route.deliver);
                 }
+                ParkOutcome::AlreadyParked { seq } => {
+                    metrics::counter!(m::DUPLICATES).increment(1);
+                    self.forward(route.key, seq, route.deliver);
+                }
                 _ => metrics::counter!(m::DUPLICATES).increment(1),
             }
         }
+        self.out(ServerFrame::Accepted(Accepted { id })).await;
+    }
+
+    /// Whether another connection of this device has replaced this one.
+    /// (A connection that merely closed still forwards what it parked: no
+    /// newer frame of its device can be ahead of it yet.)
+    fn is_replaced(&self) -> bool {
+        self.me().is_some_and(|me| {
+            self.shared
+                .router
+                .get(&key_of(me))
+                .is_some_and(|link| link.state.conn != self.state.conn)
+        })
     }
 
     /// Forwards a parked frame to its recipient's session, or leaves it to

@@ -241,8 +241,15 @@ impl<'t> Writes<'t> {
             };
             let recipient = &frame.recipient;
             let copy = (recipient, sender, frame.id);
-            if duplicate || !stored.insert(copy) {
+            if !stored.insert(copy) {
                 outcomes.push(ParkOutcome::Duplicate);
+                continue;
+            }
+            if duplicate {
+                outcomes.push(match self.find(recipient, sender, frame.id)? {
+                    Some((seq, _)) => ParkOutcome::AlreadyParked { seq },
+                    None => ParkOutcome::Duplicate,
+                });
                 continue;
             }
 
@@ -282,28 +289,37 @@ impl<'t> Writes<'t> {
         Ok(())
     }
 
+    /// The seq and send time of `recipient`'s parked copy of (`sender`, `id`).
+    fn find(
+        &self,
+        recipient: &DeviceKey,
+        sender: &DeviceKey,
+        id: MessageId,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        // Acks come in delivery order, so the frame is near the oldest end.
+        let user = recipient.user.as_str();
+        let range = (user, recipient.device, 0)..=(user, recipient.device, u64::MAX);
+        for entry in self.frames.range(range)? {
+            let (key, value) = entry?;
+            let (from, from_device, frame_id, _, _, sent_at_ms) = value.value();
+            if frame_id == id.0 && from_device == sender.device && from == sender.user {
+                return Ok(Some((key.value().2, sent_at_ms)));
+            }
+        }
+        Ok(None)
+    }
+
     fn remove(
         &mut self,
         recipient: &DeviceKey,
         sender: &DeviceKey,
         id: MessageId,
     ) -> Result<Option<Removed>, StoreError> {
-        // Acks come in delivery order, so the frame is near the oldest end.
-        let user = recipient.user.as_str();
-        let range = (user, recipient.device, 0)..=(user, recipient.device, u64::MAX);
-        let mut found = None;
-        for entry in self.frames.range(range)? {
-            let (key, value) = entry?;
-            let (from, from_device, frame_id, _, _, sent_at_ms) = value.value();
-            if frame_id == id.0 && from_device == sender.device && from == sender.user {
-                found = Some((key.value().2, sent_at_ms));
-                break;
-            }
-        }
-        let Some((seq, sent_at_ms)) = found else {
+        let Some((seq, sent_at_ms)) = self.find(recipient, sender, id)? else {
             return Ok(None);
         };
-        self.frames.remove((user, recipient.device, seq))?;
+        self.frames
+            .remove((recipient.user.as_str(), recipient.device, seq))?;
         self.add_to_mailbox(recipient, -1)?;
         Ok(Some(Removed {
             seq,
