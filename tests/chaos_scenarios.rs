@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use courier::chaos::{FaultKind, Report, Scenario};
+use courier::chaos::{FaultKind, Report, Scenario, ServerMode};
 
 /// Runs a scenario, prints its report and checks it passed and injected
 /// at least one fault of every kind in `kinds`.
@@ -69,4 +69,74 @@ async fn network_faults_lose_nothing_acknowledged() {
         .faults(&FaultKind::NETWORK, 3.0);
     let report = check(scenario, &FaultKind::NETWORK).await;
     assert!(report.restarts.client_reconnects > 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_frames_and_recovers() {
+    let scenario = Scenario::new("disk", 31)
+        .clients(4)
+        .duration(Duration::from_secs(5))
+        .rate(5.0)
+        .faults(&[FaultKind::DiskFull], 0.6);
+    let report = check(scenario, &[FaultKind::DiskFull]).await;
+    assert!(report.messages.accepted > 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_absent_clients_and_killed_mailboxes_lose_nothing() {
+    let scenario = Scenario::new("clients", 41)
+        .clients(6)
+        .duration(Duration::from_secs(6))
+        .rate(4.0)
+        .faults(
+            &[
+                FaultKind::SlowConsumer,
+                FaultKind::ClientOffline,
+                FaultKind::KillMailbox,
+            ],
+            1.5,
+        );
+    check(
+        scenario,
+        &[
+            FaultKind::SlowConsumer,
+            FaultKind::ClientOffline,
+            FaultKind::KillMailbox,
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chaos_monkey_kills_sessions_and_nothing_acknowledged_is_lost() {
+    let scenario = Scenario::new("monkey", 51)
+        .clients(6)
+        .duration(Duration::from_secs(5))
+        .rate(4.0)
+        .monkey(2.0, 8);
+    let report = check(scenario, &[]).await;
+    assert!(report.restarts.monkey_strikes > 0, "{report}");
+}
+
+/// The child-process server of [`kill_9_of_the_server_loses_nothing_acknowledged`]:
+/// a no-op unless the environment names a data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_child_server() {
+    courier::chaos::child_server_from_env().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_server_loses_nothing_acknowledged() {
+    let program = std::env::current_exe().unwrap();
+    let args = ["--exact", "chaos_child_server", "--nocapture", "--quiet"]
+        .map(String::from)
+        .to_vec();
+    let scenario = Scenario::new("crash", 61)
+        .clients(4)
+        .duration(Duration::from_secs(6))
+        .rate(4.0)
+        .faults(&[FaultKind::ServerCrash, FaultKind::NetDrop], 0.5)
+        .server(ServerMode::Child { program, args });
+    let report = check(scenario, &[FaultKind::ServerCrash]).await;
+    assert!(report.restarts.server > 0, "{report}");
 }

@@ -26,6 +26,11 @@ pub(crate) struct IdleArgs {
     /// every handshake is a full one.
     #[arg(long)]
     resume: bool,
+    /// Seconds the sessions stay silent before the "after" reading: past
+    /// the server's default 15 s after which an idle session's frame-logic
+    /// process stops, so the reading is of sessions in their idle shape.
+    #[arg(long, default_value_t = 16)]
+    idle_secs: u64,
     /// Seconds to hold the sessions after measuring.
     #[arg(long, default_value_t = 0)]
     hold: u64,
@@ -36,11 +41,13 @@ pub(crate) async fn run(target: &Target, args: IdleArgs) -> anyhow::Result<()> {
     let pin = target.pin;
     let resume = args.resume;
     println!(
-        "idle: {} sessions after {} warm-up sessions, {} handshakes at once, {} handshakes",
+        "idle: {} sessions after {} warm-up sessions, {} handshakes at once, {} handshakes, \
+         memory read after {} s of silence",
         args.sessions,
         args.warmup,
         args.concurrency,
-        if resume { "resumed" } else { "full" }
+        if resume { "resumed" } else { "full" },
+        args.idle_secs
     );
     let warm_ids = conn::identities("w", args.warmup)?;
     let ids = conn::identities("s", args.sessions)?;
@@ -74,7 +81,7 @@ pub(crate) async fn run(target: &Target, args: IdleArgs) -> anyhow::Result<()> {
     for c in conns.iter_mut().step_by(97) {
         c.sync().await.context("sync")?;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     let after = target.pid.and_then(report::rss_kib);
 
     let rate = args.sessions as f64 / elapsed.as_secs_f64();

@@ -62,6 +62,14 @@ pub(crate) fn load_limits() -> Limits {
     l.idle_timeout = Duration::from_secs(3600);
     l.heartbeat_interval = Duration::from_secs(1800);
     l.mailbox_quota = 1_000_000;
+    // How long an idle session keeps its frame-logic process (the library's
+    // default unless set), so idle memory can be read in either shape.
+    if let Some(ms) = std::env::var("COURIER_LOGIC_HIBERNATE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        l.logic_hibernate_after = Duration::from_millis(ms);
+    }
     l
 }
 

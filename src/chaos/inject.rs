@@ -25,6 +25,8 @@ const ROOT_INTENSITY: usize = 10;
 const ROOT_BUDGET: usize = ROOT_INTENSITY - 3;
 /// Longest wait for a supervisor to restart a killed child.
 const RESTART_WAIT: Duration = Duration::from_secs(10);
+/// How long a mailbox fault waits for an absent client's mailbox to start.
+const MAILBOX_WAIT: Duration = Duration::from_secs(10);
 
 /// What the injector counted.
 #[derive(Debug, Default)]
@@ -122,7 +124,7 @@ impl Injector {
         match f.kind {
             FaultKind::KillLogic | FaultKind::PanicLogic => self.logic_fault(f, undo).await,
             FaultKind::KillSession => self.kill_child_of("sessions", f.target).await,
-            FaultKind::KillMailbox => self.kill_child_of("mailboxes", f.target).await,
+            FaultKind::KillMailbox => self.kill_mailbox(f, undo).await,
             FaultKind::KillStore => self.kill_root_child(&["store"], f.target).await,
             FaultKind::KillSubtree => {
                 self.kill_root_child(&["sessions", "mailboxes"], f.target)
@@ -404,6 +406,51 @@ impl Injector {
             });
         }
         true
+    }
+
+    /// Kills an offline mailbox process. A mailbox lives only while its
+    /// device is away with frames parked, so when none exists one client is
+    /// taken offline until the traffic of the others starts its mailbox;
+    /// the client comes back a second later.
+    async fn kill_mailbox(
+        &self,
+        f: &ScheduledFault,
+        undo: &Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    ) -> bool {
+        if self.kill_child_of("mailboxes", f.target).await {
+            return true;
+        }
+        let candidates: Vec<&Arc<Member>> = self
+            .members
+            .iter()
+            .filter(|m| m.is_up() && !m.busy.load(Ordering::SeqCst))
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let member = Arc::clone(candidates[(f.target % candidates.len() as u64) as usize]);
+        member.busy.store(true, Ordering::SeqCst);
+        member.stop().await;
+        // Frames for the absent client arrive at the traffic's pace; look
+        // for its mailbox until a bound that only catches a silent run.
+        let deadline = Instant::now() + MAILBOX_WAIT;
+        let mut killed = false;
+        while Instant::now() < deadline {
+            if self.kill_child_of("mailboxes", f.target).await {
+                killed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let fleet = Arc::clone(&self.fleet);
+        undo.lock().await.spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = member.start(&fleet).await {
+                fleet.stopped.lock().push(e.to_string());
+            }
+            member.busy.store(false, Ordering::SeqCst);
+        });
+        killed
     }
 
     /// Notes the longest session mailbox in `tree`.

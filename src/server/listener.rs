@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use supervisors::{Ctx, DynamicSupervisorRef, ExitReason, StartChildError};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::session::SessionArgs;
@@ -117,7 +117,22 @@ fn refuse(shared: &Arc<Shared>, refusing: &Arc<Semaphore>, tcp: TcpStream, why: 
     });
 }
 
+/// Connections the kernel may hold for `accept` (capped by the system's
+/// `net.core.somaxconn`). A reconnect storm brings thousands of connections
+/// at once; a short queue drops their SYNs and the clients wait out TCP's
+/// retransmission backoff (1, 3, 7, 15 s) before they are even seen.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds the listening socket.
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server can bind at once
+    // while connections of the old one linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -153,6 +153,21 @@ struct Extra {
     next_sender: u64,
 }
 
+impl Extra {
+    /// Whether dropping it loses nothing. A process that ever parked a
+    /// sender keeps it: sender ids must not restart while a waiter may
+    /// still hold an old one.
+    fn is_unused(&self) -> bool {
+        self.signals.is_empty()
+            && self.watchers.is_empty()
+            && self.monitors.is_empty()
+            && self.names.is_empty()
+            && self.groups.is_empty()
+            && self.senders.is_empty()
+            && self.next_sender == 0
+    }
+}
+
 /// What an exiting process must notify, taken out of its record.
 #[derive(Default)]
 pub(crate) struct ExitParts {
@@ -205,7 +220,14 @@ impl Core {
     }
 
     pub(crate) fn pop_signal(&mut self) -> Option<Signal> {
-        self.extra.as_mut()?.signals.pop_front()
+        let extra = self.extra.as_mut()?;
+        let signal = extra.signals.pop_front();
+        // An idle process that once handled a signal (a session whose
+        // frame logic stopped) should not keep the queue's memory.
+        if extra.is_unused() {
+            self.extra = None;
+        }
+        signal
     }
 
     /// Parks a sender waiting for mailbox space, or refreshes its waker.
