@@ -80,6 +80,27 @@ async fn receipts_for_an_offline_sender_are_parked() {
 }
 
 #[tokio::test]
+async fn a_receipt_the_sender_never_read_comes_again_after_it_reconnects() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice", 0).await;
+    let mut bob = server.client("bob", 0).await;
+    alice.send_direct(&bob.device(), mid(8), b"x").await;
+    let d = bob.expect_deliver().await;
+    bob.ack(&d).await;
+    // Bob's pong follows the ack's completion: the receipt is with alice's
+    // session (written to her socket, or still queued) while she is online.
+    bob.sync().await;
+    // Alice goes away without reading it.
+    let alice_id = alice.id.clone();
+    drop(alice);
+    let mut alice = TestClient::connect(&server, alice_id).await;
+    let receipt = alice.expect_delivered().await;
+    assert_eq!(receipt.id, mid(8));
+    assert_eq!(receipt.to, bob.device());
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn duplicate_sends_are_accepted_but_delivered_once() {
     let server = TestServer::start().await;
     let mut alice = server.client("alice", 0).await;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use courier::protocol::{DeliveryAck, DeviceId, MessageId, SendDirect, ServerFrame};
+use courier::protocol::{DeliveryAck, DeviceId, MessageId, Pong, SendDirect, ServerFrame};
 use tokio::sync::watch;
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -463,6 +463,9 @@ impl Sender {
                     }
                     self.stats.error(format!("sender: {} {}", e.code, e.text));
                 }
+                // As every client must: the server pings to learn that the
+                // receipts before the ping were read.
+                ServerFrame::Ping(p) => self.conn.queue(&Pong { nonce: p.nonce }.into())?,
                 _ => {}
             }
         }
@@ -507,6 +510,9 @@ async fn receiver(
                             }
                             ServerFrame::Error(e) => {
                                 stats.error(format!("receiver: {} {}", e.code, e.text));
+                            }
+                            ServerFrame::Ping(p) => {
+                                conn.queue(&Pong { nonce: p.nonce }.into())?;
                             }
                             _ => {}
                         }

@@ -12,6 +12,7 @@
 //! (see [`Delivery`]).
 
 mod io;
+mod receipts;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use self::io::{Conn, IoError};
+use self::receipts::Receipts;
 use super::logic::{self, LogicMsg, TokenBucket, Upload};
 use super::metrics as m;
 use super::router::key_of;
@@ -149,7 +151,7 @@ async fn run_inner(
         return ExitReason::Normal;
     };
     let reason = session.serve(&mut ctx).await;
-    session.finish(&ctx);
+    session.finish(&mut ctx);
     reason
 }
 
@@ -222,6 +224,7 @@ async fn open(
         sent: 0,
         inflight: std::collections::VecDeque::new(),
         delivery: Delivery::default(),
+        receipts: Receipts::default(),
         restarts: Vec::new(),
         handshake_deadline: Some(deadline),
         last_read: Instant::now(),
@@ -311,6 +314,7 @@ struct Session {
     sent: u64,
     inflight: std::collections::VecDeque<(u64, Arc<ClientFrame>)>,
     delivery: Delivery,
+    receipts: Receipts,
     restarts: Vec<Instant>,
     handshake_deadline: Option<Instant>,
     last_read: Instant,
@@ -322,6 +326,11 @@ struct Session {
 impl Session {
     async fn serve(&mut self, ctx: &mut Ctx<SessionMsg>) -> ExitReason {
         loop {
+            if self.receipts.wants_ping() && !self.closing {
+                self.nonce += 1;
+                self.write(&ServerFrame::Ping(Ping { nonce: self.nonce }));
+                self.receipts.ping_sent(self.nonce);
+            }
             if let Err(err) = self.conn.flush(self.shared.limits.idle_timeout).await {
                 tracing::debug!(error = %err, "write failed");
                 return ExitReason::Normal;
@@ -396,6 +405,9 @@ impl Session {
                 }
             };
             metrics::counter!(m::FRAMES_IN).increment(1);
+            if let ClientFrame::Pong(pong) = &frame {
+                self.receipts.pong(pong.nonce);
+            }
             self.sent += 1;
             let frame = Arc::new(frame);
             self.trim_inflight();
@@ -463,18 +475,18 @@ impl Session {
                     tracing::Span::current()
                         .record("device", tracing::field::display(&welcome.device));
                 }
-                self.write(&frame);
+                self.write_kept(frame);
             }
             SessionMsg::Live { seq, frame } => {
                 if self.delivery.draining {
                     self.delivery.held.push((seq, frame));
                 } else if self.delivery.admit_live(seq) {
-                    self.write(&frame);
+                    self.write_kept(frame);
                 }
             }
             SessionMsg::Drained { seq, frame } => {
                 self.delivery.horizon = self.delivery.horizon.max(seq);
-                self.write(&frame);
+                self.write_kept(frame);
             }
             SessionMsg::DrainStart => self.delivery.draining = true,
             SessionMsg::DrainEnd => {
@@ -482,7 +494,7 @@ impl Session {
                 let held = std::mem::take(&mut self.delivery.held);
                 for (seq, frame) in held {
                     if self.delivery.admit_live(seq) {
-                        self.write(&frame);
+                        self.write_kept(frame);
                     }
                 }
             }
@@ -605,6 +617,16 @@ impl Session {
         None
     }
 
+    /// Writes a frame handed to the session; a receipt is kept until the
+    /// client confirms it (even on a closing connection, where nothing is
+    /// written any more).
+    fn write_kept(&mut self, frame: Box<ServerFrame>) {
+        self.write(&frame);
+        if let ServerFrame::Delivered(receipt) = *frame {
+            self.receipts.written(receipt);
+        }
+    }
+
     fn write(&mut self, frame: &ServerFrame) {
         if self.closing {
             return;
@@ -629,13 +651,20 @@ impl Session {
         self.closing = true;
     }
 
-    /// Leaves the router and stops the logic.
-    fn finish(&mut self, ctx: &Ctx<SessionMsg>) {
+    /// Leaves the router, hands on unconfirmed receipts and stops the logic.
+    fn finish(&mut self, ctx: &mut Ctx<SessionMsg>) {
         if let Some(device) = self.state.device() {
             let key = key_of(device);
             if self.shared.router.unregister(&key, self.state.conn) {
                 self.shared.presence.went_offline(&self.shared, device);
             }
+            let mut unconfirmed = self.receipts.take_unconfirmed();
+            while let Some(env) = ctx.try_recv() {
+                if let Envelope::Message(msg) = env {
+                    unconfirmed.extend(receipts::receipt_in(msg));
+                }
+            }
+            receipts::hand_on(&self.shared, device, unconfirmed);
             self.shared.depths.went_offline(&key, &self.shared);
         }
         if let Some(logic) = &self.logic {

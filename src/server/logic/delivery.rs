@@ -371,8 +371,19 @@ impl Logic {
         match self.shared.store.park(parked).await {
             Ok(outcomes) => {
                 for (key, outcome) in offline.iter().zip(outcomes) {
-                    if !outcome.is_duplicate() {
-                        self.shared.depths.add(key, 1);
+                    let ParkOutcome::Stored { seq } = outcome else {
+                        continue;
+                    };
+                    self.shared.depths.add(key, 1);
+                    // The device may have connected while this was being
+                    // parked, after its drain read the mailbox: forward it
+                    // too. A second copy of a notice is harmless.
+                    let live = SessionMsg::Live {
+                        seq,
+                        frame: Box::new(frame.clone()),
+                    };
+                    if self.shared.router.hand_off(key, live) == Handoff::Offline {
+                        self.shared.depths.parked_offline(key, &self.shared);
                     }
                 }
             }

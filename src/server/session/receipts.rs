@@ -1,0 +1,191 @@
+//! Delivered receipts a session wrote but its client has not confirmed.
+//!
+//! A receipt for an online sender goes straight to the sender's session and
+//! is not stored. If that connection dies before the client read it, the
+//! receipt would be lost. So a session keeps the receipts it writes until a
+//! `Ping` sent after them comes back as a `Pong` (a client answers pings in
+//! order, after everything written before them). When the session ends
+//! with receipts unconfirmed (or still in its mailbox), they go to the
+//! device's newer session if it has one, and are parked for the device
+//! otherwise.
+//!
+//! A session killed outright (not ending by itself) cannot hand its
+//! receipts on; those are lost. The messages they confirm never are.
+
+use std::sync::Arc;
+
+use super::SessionMsg;
+use crate::protocol::{Delivered, DeviceId, ServerFrame};
+use crate::server::logic::{CONTROL, now_ms};
+use crate::server::router::{Handoff, key_of};
+use crate::server::shared::Shared;
+use crate::store::{self, ParkOutcome, ParkedFrame, Store};
+
+/// Unconfirmed receipts a session keeps at most; beyond, the oldest are
+/// dropped (a client that never answers pings gets no guarantee).
+const MAX_UNCONFIRMED: usize = 1024;
+
+/// The receipts of one session.
+#[derive(Default)]
+pub(super) struct Receipts {
+    /// Written since the last confirmation ping.
+    written: Vec<Delivered>,
+    /// The nonce of the outstanding confirmation ping and what it covers.
+    confirming: Option<(u64, Vec<Delivered>)>,
+}
+
+impl Receipts {
+    /// A receipt was written (or would have been, on a closing connection).
+    pub(super) fn written(&mut self, receipt: Delivered) {
+        if self.written.len() >= MAX_UNCONFIRMED {
+            tracing::debug!("too many unconfirmed receipts; dropping the oldest");
+            self.written.drain(..MAX_UNCONFIRMED / 2);
+        }
+        self.written.push(receipt);
+    }
+
+    /// Whether a confirmation ping should go out now.
+    pub(super) fn wants_ping(&self) -> bool {
+        !self.written.is_empty() && self.confirming.is_none()
+    }
+
+    /// A ping with `nonce` went out after the receipts written so far.
+    pub(super) fn ping_sent(&mut self, nonce: u64) {
+        self.confirming = Some((nonce, std::mem::take(&mut self.written)));
+    }
+
+    /// The client answered a ping.
+    pub(super) fn pong(&mut self, nonce: u64) {
+        if self.confirming.as_ref().is_some_and(|(n, _)| *n == nonce) {
+            self.confirming = None;
+        }
+    }
+
+    /// Every receipt not confirmed yet.
+    pub(super) fn take_unconfirmed(&mut self) -> Vec<Delivered> {
+        let mut out = self.confirming.take().map(|(_, r)| r).unwrap_or_default();
+        out.append(&mut self.written);
+        out
+    }
+}
+
+/// The receipt in a message a session did not get to handle.
+pub(super) fn receipt_in(msg: SessionMsg) -> Option<Delivered> {
+    match msg {
+        SessionMsg::Out(frame) => match *frame {
+            ServerFrame::Delivered(receipt) => Some(receipt),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Hands receipts a finished session could not confirm to `device`'s
+/// newer session, or parks them for it. Runs in the background: the
+/// session has ended.
+pub(super) fn hand_on(shared: &Arc<Shared>, device: &DeviceId, receipts: Vec<Delivered>) {
+    if receipts.is_empty() {
+        return;
+    }
+    let key = key_of(device);
+    let mut left = Vec::new();
+    for receipt in receipts {
+        let msg = SessionMsg::out(ServerFrame::Delivered(receipt.clone()));
+        if shared.router.hand_off(&key, msg) == Handoff::Offline {
+            left.push(receipt);
+        }
+    }
+    if left.is_empty() {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let sent_at_ms = now_ms();
+        let mut parked = Vec::with_capacity(left.len());
+        let mut frames = Vec::with_capacity(left.len());
+        for receipt in left {
+            let frame = ServerFrame::Delivered(receipt.clone());
+            let body = match rmp_serde::to_vec(&frame) {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::error!(%error, "receipt not encoded");
+                    continue;
+                }
+            };
+            // A fresh id: the receipt's own id may already be in the
+            // de-duplication window from an earlier parking.
+            parked.push(ParkedFrame {
+                recipient: key.clone(),
+                sender: key_of(&receipt.to),
+                id: store::MessageId(rand::random()),
+                group: Some(CONTROL.to_owned()),
+                body: body.into(),
+                sent_at_ms,
+            });
+            frames.push(frame);
+        }
+        let count = parked.len();
+        match shared.store.park(parked).await {
+            Ok(outcomes) => {
+                for (frame, outcome) in frames.into_iter().zip(outcomes) {
+                    let ParkOutcome::Stored { seq } = outcome else {
+                        continue;
+                    };
+                    shared.depths.add(&key, 1);
+                    // The device may have come back meanwhile, after its
+                    // drain: forward too (a second copy is harmless).
+                    let live = SessionMsg::Live {
+                        seq,
+                        frame: Box::new(frame),
+                    };
+                    if shared.router.hand_off(&key, live) == Handoff::Offline {
+                        shared.depths.parked_offline(&key, &shared);
+                    }
+                }
+                tracing::debug!(device = %key, count, "unconfirmed receipts parked");
+            }
+            Err(error) => {
+                tracing::warn!(%error, device = %key, count, "unconfirmed receipts lost");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Receipts;
+    use crate::protocol::{Delivered, DeviceId, MessageId, UserName};
+
+    fn receipt(n: u8) -> Delivered {
+        let Ok(user) = UserName::new("bob") else {
+            panic!("a valid name");
+        };
+        Delivered {
+            id: MessageId([n; 16]),
+            to: DeviceId::new(user, 1),
+        }
+    }
+
+    #[test]
+    fn receipts_wait_for_the_pong_of_a_ping_sent_after_them() {
+        let mut r = Receipts::default();
+        assert!(!r.wants_ping());
+        r.written(receipt(1));
+        assert!(r.wants_ping());
+        r.ping_sent(7);
+        r.written(receipt(2));
+        assert!(!r.wants_ping(), "one confirmation ping at a time");
+        r.pong(6);
+        assert_eq!(
+            r.take_unconfirmed().len(),
+            2,
+            "an older pong confirms nothing"
+        );
+
+        r.written(receipt(3));
+        r.ping_sent(8);
+        r.written(receipt(4));
+        r.pong(8);
+        assert_eq!(r.take_unconfirmed(), vec![receipt(4)]);
+    }
+}
