@@ -142,6 +142,8 @@ pub(crate) async fn run(
                     logic.closed = true;
                     logic.draining = false;
                 }
+                // Done with it: a crash from here on is not this frame's.
+                logic.state.handling.store(0, Ordering::Release);
                 logic.after(n);
             }
             Envelope::Message(LogicMsg::Skip { n }) => {
@@ -216,7 +218,9 @@ impl Logic {
 
     /// Finishes one pipelined operation of frame `n`.
     async fn complete(&mut self, n: u64, done: Done) {
-        self.state.handling.store(n, Ordering::Release);
+        // `handling` is not set: a crash while finishing stored work is not
+        // blamed on the frame, which is handed to the next logic again (its
+        // store work is recognised as done and only finished).
         match done {
             Done::Nothing => {}
             Done::Parked { id, routes, result } => self.parked(id, routes, result).await,

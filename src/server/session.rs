@@ -78,8 +78,8 @@ pub(crate) struct SessionState {
     device: OnceLock<DeviceId>,
     /// The number of the last frame the logic finished.
     done: AtomicU64,
-    /// The number of the frame the logic is working on (to name the one
-    /// that crashed it).
+    /// The number of the frame the logic is handling right now, 0 between
+    /// frames (to name the one that crashed it).
     pub(crate) handling: AtomicU64,
     progress: Notify,
     /// Fault injection: the logic panics on its next frame.
@@ -531,12 +531,21 @@ impl Session {
         self.restarts.push(now);
         let done = self.done();
         self.inflight.retain(|(n, _)| *n > done);
+        // A panic is blamed on the frame being handled: it is answered with
+        // an error and not handed over again. A kill blames no frame: every
+        // unfinished one goes to the new logic, including a send whose park
+        // may have committed (it comes back as already parked, and is
+        // forwarded and accepted then), so no client is told "failed" about
+        // a message that was stored.
         let crashed_n = self.state.handling.load(Ordering::Acquire);
-        let crashed = self
-            .inflight
-            .iter()
-            .position(|(n, _)| *n == crashed_n)
-            .and_then(|at| self.inflight.remove(at));
+        let crashed = if matches!(reason, ExitReason::Panic(_)) {
+            self.inflight
+                .iter()
+                .position(|(n, _)| *n == crashed_n)
+                .and_then(|at| self.inflight.remove(at))
+        } else {
+            None
+        };
         let id = crashed.as_ref().and_then(|(_, f)| request_id(f));
         let err = ErrorFrame::new(
             ErrorCode::InternalError,
@@ -547,7 +556,9 @@ impl Session {
             self.close(err);
             return None;
         }
-        self.write(&ServerFrame::Error(err));
+        if crashed.is_some() {
+            self.write(&ServerFrame::Error(err));
+        }
         // The new logic gets every unfinished frame again, in order, and
         // counts the crashed one as finished in its place.
         self.logic = None;
