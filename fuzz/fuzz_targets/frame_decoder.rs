@@ -2,12 +2,14 @@
 //! never panic, never reserve past its limit, and every frame it accepts
 //! must encode and decode back to itself.
 //!
-//! `cargo +nightly fuzz run frame_decoder fuzz/seeds/frame_decoder`
+//! `cargo +nightly fuzz run frame_decoder fuzz/corpus/frame_decoder
+//! fuzz/seeds/frame_decoder` (libFuzzer writes new inputs to the first
+//! directory, which git ignores; the seeds stay as committed).
 
 #![no_main]
 
 use bytes::BytesMut;
-use courier::{ClientCodec, ServerCodec};
+use courier::protocol::{ClientCodec, ServerCodec};
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::{Decoder, Encoder};
 
