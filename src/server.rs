@@ -31,28 +31,34 @@
 //!
 //! # Delivery
 //!
-//! A send is parked durably in the store (group commit), then answered with
-//! `Accepted`, then forwarded to the recipient's session if it is online. A
-//! device that connects drains its parked frames in order before live ones.
-//! A `DeliveryAck` deletes the frame and sends a `Delivered` receipt to the
-//! sender, parking the receipt when the sender is offline. The store work of
-//! up to 32 sends and acks of one connection is in flight at once; their
-//! completions (`Accepted`, forwarding, receipts) run in frame order, so
-//! per-sender order holds. Any other frame waits for the sends before it.
+//! A send is parked durably in the store (group commit), then forwarded to
+//! the recipient's session if it is online, then answered with `Accepted`.
+//! A device that connects drains its parked frames in order before live
+//! ones. A `DeliveryAck` deletes the frame and sends a `Delivered` receipt
+//! to the sender, parking the receipt when the sender is offline; a session
+//! keeps the receipts it wrote until a ping after them is answered, and
+//! hands unconfirmed ones on when it ends. The store work of up to 32 sends
+//! and acks of one connection is in flight at once; their completions run in
+//! frame order, so per-sender order holds. A connection replaced by a newer
+//! one of the same device forwards nothing more; the client resends on the
+//! new one, and a resend of a frame still parked is forwarded again in its
+//! place. Any other frame waits for the sends before it.
 //!
 //! # Limitations
 //!
 //! - One node: there is no cross-node routing yet.
-//! - A parked receipt or group notice (which the protocol does not ack) is
-//!   deleted once it is queued for the socket; a connection that drops at
-//!   that moment loses it.
+//! - A parked group notice (which the protocol does not ack) is deleted once
+//!   it is queued for the socket; a connection that drops at that moment
+//!   loses it. Receipts are kept until confirmed, except by a session that
+//!   is killed outright.
 //! - A user name is bound to its first device's identity; the default
 //!   [`Authenticator`] lets further devices register only with the same
 //!   identity, so multi-device needs an embedder's authenticator.
-//! - When a logic crashes while sends of its connection are in flight, they
-//!   are handed to the new logic again; one whose park had already
-//!   committed is answered `Accepted` (a duplicate) but not forwarded live,
-//!   so an online recipient gets it on its next connection.
+//! - A group owner leaving is two store writes, so the group's version
+//!   jumps by two and clients never see the one in between.
+//! - The server writes to sockets whose peer may have gone; a program whose
+//!   `main` is not Rust's (which ignores `SIGPIPE`) must ignore `SIGPIPE`
+//!   itself.
 //! - The mailbox quota is checked before parking, so up to 32 pipelined
 //!   sends of one connection may overshoot it.
 //! - Media blobs have a size limit and a time to live but no quota per user.
