@@ -157,6 +157,8 @@ pub(crate) async fn run(
 }
 
 /// Whether a frame's store work may overlap with the next frames'.
+/// (A `Pong` waits for nothing: the session has read it already, and
+/// holding it back would stall a sender's pipeline at every receipt ping.)
 fn pipelined(frame: &ClientFrame) -> bool {
     matches!(
         frame,
@@ -164,6 +166,7 @@ fn pipelined(frame: &ClientFrame) -> bool {
             | ClientFrame::SendToUser(_)
             | ClientFrame::SendToGroup(_)
             | ClientFrame::DeliveryAck(_)
+            | ClientFrame::Pong(_)
     )
 }
 
