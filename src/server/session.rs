@@ -326,10 +326,11 @@ struct Session {
 impl Session {
     async fn serve(&mut self, ctx: &mut Ctx<SessionMsg>) -> ExitReason {
         loop {
-            if self.receipts.wants_ping() && !self.closing {
+            let now = Instant::now();
+            if self.receipts.wants_ping(now) && !self.closing {
                 self.nonce += 1;
                 self.write(&ServerFrame::Ping(Ping { nonce: self.nonce }));
-                self.receipts.ping_sent(self.nonce);
+                self.receipts.ping_sent(self.nonce, now);
             }
             if let Err(err) = self.conn.flush(self.shared.limits.idle_timeout).await {
                 tracing::debug!(error = %err, "write failed");
@@ -600,6 +601,9 @@ impl Session {
         }
         if let Some(deadline) = self.handshake_deadline {
             next = next.min(deadline);
+        }
+        if let Some(due) = self.receipts.ping_due() {
+            next = next.min(due);
         }
         next
     }

@@ -13,6 +13,9 @@
 //! receipts on; those are lost. The messages they confirm never are.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::SessionMsg;
 use crate::protocol::{Delivered, DeviceId, ServerFrame};
@@ -20,6 +23,10 @@ use crate::server::logic::{CONTROL, now_ms};
 use crate::server::router::{Handoff, key_of};
 use crate::server::shared::Shared;
 use crate::store::{self, ParkOutcome, ParkedFrame, Store};
+
+/// Confirmation pings go out at most this often: a ping per receipt would
+/// add two frames to every message at moderate rates.
+const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 
 /// Unconfirmed receipts a session keeps at most; beyond, the oldest are
 /// dropped (a client that never answers pings gets no guarantee).
@@ -32,6 +39,8 @@ pub(super) struct Receipts {
     written: Vec<Delivered>,
     /// The nonce of the outstanding confirmation ping and what it covers.
     confirming: Option<(u64, Vec<Delivered>)>,
+    /// When the last confirmation ping went out.
+    last_ping: Option<Instant>,
 }
 
 impl Receipts {
@@ -44,14 +53,29 @@ impl Receipts {
         self.written.push(receipt);
     }
 
-    /// Whether a confirmation ping should go out now.
-    pub(super) fn wants_ping(&self) -> bool {
-        !self.written.is_empty() && self.confirming.is_none()
+    /// When a confirmation ping is due, if one is.
+    pub(super) fn ping_due(&self) -> Option<Instant> {
+        if self.written.is_empty() || self.confirming.is_some() {
+            return None;
+        }
+        Some(
+            self.last_ping
+                .map_or_else(Instant::now, |t| t + CONFIRM_EVERY),
+        )
     }
 
-    /// A ping with `nonce` went out after the receipts written so far.
-    pub(super) fn ping_sent(&mut self, nonce: u64) {
+    /// Whether a confirmation ping should go out at `now`.
+    pub(super) fn wants_ping(&self, now: Instant) -> bool {
+        !self.written.is_empty()
+            && self.confirming.is_none()
+            && self.last_ping.is_none_or(|t| t + CONFIRM_EVERY <= now)
+    }
+
+    /// A ping with `nonce` went out at `now` after the receipts written so
+    /// far.
+    pub(super) fn ping_sent(&mut self, nonce: u64, now: Instant) {
         self.confirming = Some((nonce, std::mem::take(&mut self.written)));
+        self.last_ping = Some(now);
     }
 
     /// The client answered a ping.
@@ -153,8 +177,9 @@ pub(super) fn hand_on(shared: &Arc<Shared>, device: &DeviceId, receipts: Vec<Del
 
 #[cfg(test)]
 mod tests {
-    use super::Receipts;
+    use super::{CONFIRM_EVERY, Receipts};
     use crate::protocol::{Delivered, DeviceId, MessageId, UserName};
+    use tokio::time::Instant;
 
     fn receipt(n: u8) -> Delivered {
         let Ok(user) = UserName::new("bob") else {
@@ -168,13 +193,14 @@ mod tests {
 
     #[test]
     fn receipts_wait_for_the_pong_of_a_ping_sent_after_them() {
+        let now = Instant::now();
         let mut r = Receipts::default();
-        assert!(!r.wants_ping());
+        assert!(!r.wants_ping(now));
         r.written(receipt(1));
-        assert!(r.wants_ping());
-        r.ping_sent(7);
+        assert!(r.wants_ping(now));
+        r.ping_sent(7, now);
         r.written(receipt(2));
-        assert!(!r.wants_ping(), "one confirmation ping at a time");
+        assert!(!r.wants_ping(now), "one confirmation ping at a time");
         r.pong(6);
         assert_eq!(
             r.take_unconfirmed().len(),
@@ -183,7 +209,10 @@ mod tests {
         );
 
         r.written(receipt(3));
-        r.ping_sent(8);
+        assert!(!r.wants_ping(now), "at most one ping per interval");
+        let later = now + CONFIRM_EVERY;
+        assert!(r.wants_ping(later));
+        r.ping_sent(8, later);
         r.written(receipt(4));
         r.pong(8);
         assert_eq!(r.take_unconfirmed(), vec![receipt(4)]);
