@@ -376,16 +376,9 @@ impl Injector {
         f: &ScheduledFault,
         undo: &Arc<tokio::sync::Mutex<JoinSet<()>>>,
     ) -> bool {
-        let candidates: Vec<&Arc<Member>> = self
-            .members
-            .iter()
-            .filter(|m| m.is_up() && !m.busy.load(Ordering::SeqCst))
-            .collect();
-        if candidates.is_empty() {
+        let Some(member) = self.claim_member(f.target) else {
             return false;
-        }
-        let member = Arc::clone(candidates[(f.target % candidates.len() as u64) as usize]);
-        member.busy.store(true, Ordering::SeqCst);
+        };
         let hold = f.hold;
         let fleet = Arc::clone(&self.fleet);
         if f.kind == FaultKind::SlowConsumer {
@@ -408,6 +401,22 @@ impl Injector {
         true
     }
 
+    /// Picks a connected client no other fault is using (`pick_at` modulo
+    /// their number) and marks it busy.
+    fn claim_member(&self, pick_at: u64) -> Option<Arc<Member>> {
+        let candidates: Vec<&Arc<Member>> = self
+            .members
+            .iter()
+            .filter(|m| m.is_up() && !m.busy.load(Ordering::SeqCst))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let member = Arc::clone(candidates[(pick_at % candidates.len() as u64) as usize]);
+        member.busy.store(true, Ordering::SeqCst);
+        Some(member)
+    }
+
     /// Kills an offline mailbox process. A mailbox lives only while its
     /// device is away with frames parked, so when none exists one client is
     /// taken offline until the traffic of the others starts its mailbox;
@@ -420,16 +429,9 @@ impl Injector {
         if self.kill_child_of("mailboxes", f.target).await {
             return true;
         }
-        let candidates: Vec<&Arc<Member>> = self
-            .members
-            .iter()
-            .filter(|m| m.is_up() && !m.busy.load(Ordering::SeqCst))
-            .collect();
-        if candidates.is_empty() {
+        let Some(member) = self.claim_member(f.target) else {
             return false;
-        }
-        let member = Arc::clone(candidates[(f.target % candidates.len() as u64) as usize]);
-        member.busy.store(true, Ordering::SeqCst);
+        };
         member.stop().await;
         // Frames for the absent client arrive at the traffic's pace; look
         // for its mailbox until a bound that only catches a silent run.
