@@ -388,8 +388,12 @@ impl Server {
             if let Some(pid) = child.pid.take() {
                 let reason =
                     stop_child(&self.node, self.me, pid, child.spec.shutdown, self.grace).await;
-                if !matches!(reason, ExitReason::Shutdown | ExitReason::Killed)
-                    && !reason.is_clean()
+                // `NoProc`: the child had already stopped by itself (its
+                // exit signal is still queued); there was nothing to stop.
+                if !matches!(
+                    reason,
+                    ExitReason::Shutdown | ExitReason::Killed | ExitReason::NoProc
+                ) && !reason.is_clean()
                 {
                     tracing::warn!(supervisor = %self.me, child = %child.spec.id, reason = %reason, "child shutdown error");
                 }
