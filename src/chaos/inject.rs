@@ -391,11 +391,7 @@ impl Injector {
         } else {
             undo.lock().await.spawn(async move {
                 member.stop().await;
-                tokio::time::sleep(hold).await;
-                if let Err(e) = member.start(&fleet).await {
-                    fleet.stopped.lock().push(e.to_string());
-                }
-                member.busy.store(false, Ordering::SeqCst);
+                come_back(member, fleet, hold).await;
             });
         }
         true
@@ -445,13 +441,9 @@ impl Injector {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let fleet = Arc::clone(&self.fleet);
-        undo.lock().await.spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Err(e) = member.start(&fleet).await {
-                fleet.stopped.lock().push(e.to_string());
-            }
-            member.busy.store(false, Ordering::SeqCst);
-        });
+        undo.lock()
+            .await
+            .spawn(come_back(member, fleet, Duration::from_secs(1)));
         killed
     }
 
@@ -535,6 +527,16 @@ fn pick(pids: &[Pid], at: u64) -> Option<Pid> {
     let mut sorted = pids.to_vec();
     sorted.sort_unstable();
     Some(sorted[(at % sorted.len() as u64) as usize])
+}
+
+/// Brings a stopped client back after `after` and frees it for other
+/// faults.
+async fn come_back(member: Arc<Member>, fleet: Arc<FleetShared>, after: Duration) {
+    tokio::time::sleep(after).await;
+    if let Err(e) = member.start(&fleet).await {
+        fleet.stopped.lock().push(e.to_string());
+    }
+    member.busy.store(false, Ordering::SeqCst);
 }
 
 fn direction(param: u64) -> Direction {

@@ -77,6 +77,11 @@ impl Router {
         self.online.get(device).map(|l| l.value().clone())
     }
 
+    /// The connection that serves `device`, if it is online.
+    pub(crate) fn conn_of(&self, device: &DeviceKey) -> Option<u64> {
+        self.online.get(device).map(|l| l.state.conn)
+    }
+
     /// Whether `device` is online.
     pub(crate) fn is_online(&self, device: &DeviceKey) -> bool {
         self.online.contains_key(device)

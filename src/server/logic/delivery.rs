@@ -1,5 +1,6 @@
 //! Sends, delivery acks, receipts and the drain of parked frames.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
@@ -12,6 +13,7 @@ use crate::protocol::{
 use crate::server::metrics as m;
 use crate::server::router::{Handoff, key_of};
 use crate::server::session::SessionMsg;
+use crate::server::shared::Shared;
 use crate::store::{self, DeviceKey, ParkOutcome, ParkedFrame, Store, StoreError, StoredFrame};
 
 /// The `group` marker of a parked frame that is not a message but a server
@@ -252,8 +254,8 @@ impl Logic {
         self.me().is_some_and(|me| {
             self.shared
                 .router
-                .get(&key_of(me))
-                .is_some_and(|link| link.state.conn != self.state.conn)
+                .conn_of(&key_of(me))
+                .is_some_and(|conn| conn != self.state.conn)
         })
     }
 
@@ -349,46 +351,16 @@ impl Logic {
         if offline.is_empty() {
             return;
         }
-        let body: bytes::Bytes = match rmp_serde::to_vec(&frame) {
-            Ok(b) => b.into(),
-            Err(e) => {
-                tracing::error!(error = %e, "notice not encoded");
-                return;
-            }
-        };
-        let sent_at_ms = now_ms();
-        let parked = offline
-            .iter()
-            .map(|key| ParkedFrame {
-                recipient: (*key).clone(),
+        let notices = offline
+            .into_iter()
+            .map(|key| Notice {
+                recipient: key.clone(),
                 sender: from.clone(),
-                id: store::MessageId(id),
-                group: Some(CONTROL.to_owned()),
-                body: body.clone(),
-                sent_at_ms,
+                id,
+                frame: frame.clone(),
             })
             .collect();
-        match self.shared.store.park(parked).await {
-            Ok(outcomes) => {
-                for (key, outcome) in offline.iter().zip(outcomes) {
-                    let ParkOutcome::Stored { seq } = outcome else {
-                        continue;
-                    };
-                    self.shared.depths.add(key, 1);
-                    // The device may have connected while this was being
-                    // parked, after its drain read the mailbox: forward it
-                    // too. A second copy of a notice is harmless.
-                    let live = SessionMsg::Live {
-                        seq,
-                        frame: Box::new(frame.clone()),
-                    };
-                    if self.shared.router.hand_off(key, live) == Handoff::Offline {
-                        self.shared.depths.parked_offline(key, &self.shared);
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "notices not parked"),
-        }
+        park_notices(&self.shared, notices).await;
     }
 
     /// Sends the next page of parked frames to the session.
@@ -441,6 +413,64 @@ impl Logic {
         self.draining = false;
         self.state.drained.store(true, Ordering::Release);
         let _ = self.session.send(SessionMsg::DrainEnd).await;
+    }
+}
+
+/// A server frame for a device that cannot take it now, parked as a
+/// control frame from `sender` under `id`.
+pub(crate) struct Notice {
+    pub(crate) recipient: DeviceKey,
+    pub(crate) sender: DeviceKey,
+    pub(crate) id: [u8; 16],
+    pub(crate) frame: ServerFrame,
+}
+
+/// Parks notices (one store batch) and wakes the offline mailboxes. A
+/// device may have connected while its notice was being parked, after its
+/// drain read the mailbox, so each is forwarded live too when its device is
+/// online: a second copy of a notice is harmless.
+pub(crate) async fn park_notices(shared: &Arc<Shared>, notices: Vec<Notice>) {
+    let sent_at_ms = now_ms();
+    let mut parked = Vec::with_capacity(notices.len());
+    let mut frames = Vec::with_capacity(notices.len());
+    for notice in notices {
+        let body = match rmp_serde::to_vec(&notice.frame) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "notice not encoded");
+                continue;
+            }
+        };
+        parked.push(ParkedFrame {
+            recipient: notice.recipient.clone(),
+            sender: notice.sender,
+            id: store::MessageId(notice.id),
+            group: Some(CONTROL.to_owned()),
+            body: body.into(),
+            sent_at_ms,
+        });
+        frames.push((notice.recipient, notice.frame));
+    }
+    if parked.is_empty() {
+        return;
+    }
+    let count = parked.len();
+    let outcomes = match shared.store.park(parked).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => return tracing::warn!(error = %e, count, "notices not parked"),
+    };
+    for ((key, frame), outcome) in frames.into_iter().zip(outcomes) {
+        let ParkOutcome::Stored { seq } = outcome else {
+            continue;
+        };
+        shared.depths.add(&key, 1);
+        let live = SessionMsg::Live {
+            seq,
+            frame: Box::new(frame),
+        };
+        if shared.router.hand_off(&key, live) == Handoff::Offline {
+            shared.depths.parked_offline(&key, shared);
+        }
     }
 }
 

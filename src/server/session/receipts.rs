@@ -19,10 +19,9 @@ use tokio::time::Instant;
 
 use super::SessionMsg;
 use crate::protocol::{Delivered, DeviceId, ServerFrame};
-use crate::server::logic::{CONTROL, now_ms};
+use crate::server::logic::{Notice, park_notices};
 use crate::server::router::{Handoff, key_of};
 use crate::server::shared::Shared;
-use crate::store::{self, ParkOutcome, ParkedFrame, Store};
 
 /// Confirmation pings go out at most this often: a ping per receipt would
 /// add two frames to every message at moderate rates.
@@ -55,7 +54,7 @@ impl Receipts {
 
     /// When a confirmation ping is due, if one is.
     pub(super) fn ping_due(&self) -> Option<Instant> {
-        if self.written.is_empty() || self.confirming.is_some() {
+        if !self.awaiting_ping() {
             return None;
         }
         Some(
@@ -66,9 +65,12 @@ impl Receipts {
 
     /// Whether a confirmation ping should go out at `now`.
     pub(super) fn wants_ping(&self, now: Instant) -> bool {
-        !self.written.is_empty()
-            && self.confirming.is_none()
-            && self.last_ping.is_none_or(|t| t + CONFIRM_EVERY <= now)
+        self.awaiting_ping() && self.last_ping.is_none_or(|t| t + CONFIRM_EVERY <= now)
+    }
+
+    /// Receipts written since the last ping, and no ping outstanding.
+    fn awaiting_ping(&self) -> bool {
+        !self.written.is_empty() && self.confirming.is_none()
     }
 
     /// A ping with `nonce` went out at `now` after the receipts written so
@@ -122,57 +124,19 @@ pub(super) fn hand_on(shared: &Arc<Shared>, device: &DeviceId, receipts: Vec<Del
     if left.is_empty() {
         return;
     }
+    // A fresh id per receipt: its own id may already be in the store's
+    // de-duplication window from an earlier parking.
+    let notices = left
+        .into_iter()
+        .map(|receipt| Notice {
+            recipient: key.clone(),
+            sender: key_of(&receipt.to),
+            id: rand::random(),
+            frame: ServerFrame::Delivered(receipt),
+        })
+        .collect();
     let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        let sent_at_ms = now_ms();
-        let mut parked = Vec::with_capacity(left.len());
-        let mut frames = Vec::with_capacity(left.len());
-        for receipt in left {
-            let frame = ServerFrame::Delivered(receipt.clone());
-            let body = match rmp_serde::to_vec(&frame) {
-                Ok(body) => body,
-                Err(error) => {
-                    tracing::error!(%error, "receipt not encoded");
-                    continue;
-                }
-            };
-            // A fresh id: the receipt's own id may already be in the
-            // de-duplication window from an earlier parking.
-            parked.push(ParkedFrame {
-                recipient: key.clone(),
-                sender: key_of(&receipt.to),
-                id: store::MessageId(rand::random()),
-                group: Some(CONTROL.to_owned()),
-                body: body.into(),
-                sent_at_ms,
-            });
-            frames.push(frame);
-        }
-        let count = parked.len();
-        match shared.store.park(parked).await {
-            Ok(outcomes) => {
-                for (frame, outcome) in frames.into_iter().zip(outcomes) {
-                    let ParkOutcome::Stored { seq } = outcome else {
-                        continue;
-                    };
-                    shared.depths.add(&key, 1);
-                    // The device may have come back meanwhile, after its
-                    // drain: forward too (a second copy is harmless).
-                    let live = SessionMsg::Live {
-                        seq,
-                        frame: Box::new(frame),
-                    };
-                    if shared.router.hand_off(&key, live) == Handoff::Offline {
-                        shared.depths.parked_offline(&key, &shared);
-                    }
-                }
-                tracing::debug!(device = %key, count, "unconfirmed receipts parked");
-            }
-            Err(error) => {
-                tracing::warn!(%error, device = %key, count, "unconfirmed receipts lost");
-            }
-        }
-    });
+    tokio::spawn(async move { park_notices(&shared, notices).await });
 }
 
 #[cfg(test)]
