@@ -57,19 +57,32 @@
 //! # De-duplication bound
 //!
 //! The store remembers the last [`StoreConfig::dedup_window`] (sender, id)
-//! pairs it recorded, store-wide (1,048,576 by default). A resend is
+//! pairs it recorded, store-wide (1,048,576 by default; the redb store
+//! forgets the pairs of one commit together, so it may remember up to one
+//! batch more). A resend is
 //! recognised as long as fewer than that many messages were parked since the
 //! original: at 10,000 messages a second that is about 100 seconds, at 1,000
 //! a second about 17 minutes. Receivers drop duplicates too, so a resend
 //! after the window costs a second delivery, not a second message.
 //!
-//! In the redb store the pairs live in an append-only log keyed by sequence
-//! number, so a batch appends to a few pages and the oldest pairs are deleted
-//! as a contiguous range; an in-memory index of 128-bit keyed hashes (about
+//! In the redb store the pairs live in an append-only log with one entry per
+//! commit, so recording them costs one insert per batch and the oldest are
+//! deleted as whole entries; an in-memory index of 128-bit keyed hashes (about
 //! 32 bytes a pair, some 32 MiB at the default window) answers the lookups
 //! and is rebuilt from the log when the database opens. The memory store
 //! keeps the same hashes. Two different pairs share a hash with a probability
 //! near 2^-128 per lookup; such a pair would be taken for a duplicate.
+//!
+//! # Parked frames in the redb store
+//!
+//! Frames live in a log keyed by their sequence number alone, so a commit
+//! appends to the last pages of the log and delivery acks delete near its
+//! front, whatever the number of recipients. Which frames wait for which
+//! device is kept in memory (about 40 bytes a parked frame) and rebuilt from
+//! the log when the database opens. Keyed by (recipient, seq), as in the
+//! first layout, a commit dirtied one page per recipient and cost about
+//! twice the CPU per message; a database in that layout is converted when
+//! it is opened.
 //!
 //! # Disk faults
 //!
@@ -96,11 +109,13 @@
 //!   heavy load it covers a shorter time. A per-sender guarantee would need a
 //!   per-sender index, which costs pages in every commit (see the benchmark
 //!   notes in `docs/benchmarks.md`).
-//! - Removal has no (sender, id) index: it walks the recipient's mailbox from
-//!   the oldest frame, which finds an ack within the first few frames, but an
-//!   ack for an id that is not parked reads the whole mailbox (bounded by the
-//!   mailbox quota). An index would cost one more B-tree page per parked frame
-//!   in every commit; see `docs/benchmarks.md`.
+//! - Removal has no (sender, id) index: it walks the recipient's list of
+//!   parked frames in memory from the oldest, comparing 64-bit hashes, which
+//!   finds an ack within the first few frames; an ack for an id that is not
+//!   parked walks the whole list (bounded by the mailbox quota).
+//! - Opening the redb store reads every parked frame and every remembered
+//!   (sender, id) pair to rebuild the in-memory indexes, so it takes longer
+//!   the more frames wait.
 //! - The mailbox quota is checked by the caller ([`Store::pending_count`]
 //!   then [`Store::park`]), so concurrent parks may overshoot it slightly.
 //! - The memory store serialises every operation behind one mutex.

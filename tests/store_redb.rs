@@ -208,6 +208,120 @@ async fn full_disk_during_commit_loses_nothing_acknowledged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_commit_leaves_mailboxes_as_last_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultInjector::new();
+    let config = StoreConfig::new(dir.path().join("db")).faults(faults.clone());
+    let store = RedbStore::open_spawned(&config).unwrap();
+    let bob = DeviceKey::new("bob", 1);
+    let alice = DeviceKey::new("alice", 1);
+    bounded(store.park(vec![frame(1, 1), frame(1, 2)]))
+        .await
+        .unwrap();
+
+    // A batch that parks one frame and removes another fails as a whole.
+    faults.set_disk_full(true);
+    let mut to_carol = frame(1, 3);
+    to_carol.recipient = DeviceKey::new("carol", 1);
+    let park = store.park(vec![frame(1, 4), to_carol]);
+    let remove = store.remove(&bob, &alice, frame(1, 1).id);
+    let (parked, removed) = bounded(async { tokio::join!(park, remove) }).await;
+    assert_eq!(parked, Err(StoreError::DiskFull));
+    assert!(removed.unwrap_err().is_retryable());
+    faults.set_disk_full(false);
+
+    // The same handle, without reopening by hand, lists what was committed.
+    let pending = bounded(store.pending(&bob, 0, 10)).await.unwrap();
+    let frames: Vec<_> = pending.into_iter().map(|f| f.frame).collect();
+    assert_eq!(frames, vec![frame(1, 1), frame(1, 2)]);
+    assert_eq!(bounded(store.pending_count(&bob)).await.unwrap(), 2);
+    assert_eq!(
+        bounded(store.recipients()).await.unwrap(),
+        vec![bob.clone()]
+    );
+
+    let removed = bounded(store.remove(&bob, &alice, frame(1, 1).id))
+        .await
+        .unwrap();
+    assert_eq!(removed.map(|r| r.sender), Some(alice));
+    assert_eq!(bounded(store.pending_count(&bob)).await.unwrap(), 1);
+    let retried = bounded(store.park(vec![frame(1, 4)])).await.unwrap();
+    assert!(matches!(retried[0], ParkOutcome::Stored { .. }));
+}
+
+/// A database written when frames were keyed by (recipient, seq) opens with
+/// every parked frame in the log, under its old sequence number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_the_per_recipient_layout_move_into_the_log() {
+    type OldK = (&'static str, u32, u64);
+    type OldV = (
+        &'static str,
+        u32,
+        [u8; 16],
+        Option<&'static str>,
+        &'static [u8],
+        u64,
+    );
+    const OLD_FRAMES: redb::TableDefinition<OldK, OldV> = redb::TableDefinition::new("frames");
+    const OLD_MAILBOXES: redb::TableDefinition<(&str, u32), u64> =
+        redb::TableDefinition::new("mailboxes");
+    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut frames = txn.open_table(OLD_FRAMES).unwrap();
+            let mut mailboxes = txn.open_table(OLD_MAILBOXES).unwrap();
+            for (seq, n) in [(3u64, 1u32), (7, 2), (9, 3)] {
+                let f = frame(1, n);
+                let value = ("alice", 1, f.id.0, None, &f.body[..], f.sent_at_ms);
+                frames.insert(("bob", 1, seq), value).unwrap();
+            }
+            mailboxes.insert(("bob", 1), 3).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("next_seq", 10)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    let (store, writer) = RedbStore::open(&StoreConfig::new(&path)).unwrap();
+    let writer = tokio::spawn(writer.run());
+    let bob = DeviceKey::new("bob", 1);
+    let pending = bounded(store.pending(&bob, 0, 10)).await.unwrap();
+    let seqs: Vec<u64> = pending.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, vec![3, 7, 9]);
+    assert_eq!(pending[1].frame, frame(1, 2));
+    assert_eq!(bounded(store.pending_count(&bob)).await.unwrap(), 3);
+    let next = bounded(store.park(vec![frame(1, 4)])).await.unwrap();
+    assert_eq!(next[0], ParkOutcome::Stored { seq: 10 });
+    let removed = bounded(store.remove(&bob, &DeviceKey::new("alice", 1), frame(1, 2).id))
+        .await
+        .unwrap();
+    assert_eq!(removed.map(|r| r.seq), Some(7));
+    drop(store);
+
+    bounded(writer).await.unwrap().unwrap();
+
+    use redb::{ReadableDatabase, TableHandle};
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| t.name().to_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "frames" || n == "mailboxes"),
+        "{names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_store_opens_the_configured_mode() {
     let dir = tempfile::tempdir().unwrap();
     let (durable, writer) = AnyStore::open(&StoreConfig::new(dir.path().join("db"))).unwrap();

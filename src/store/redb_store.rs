@@ -3,6 +3,7 @@
 mod backend;
 mod cell;
 mod dedup;
+mod frames;
 mod schema;
 
 use std::path::Path;
@@ -175,7 +176,8 @@ fn commit_batch(cell: &DbCell, batch: Vec<Queued>, dedup_window: usize) {
     let (requests, replies): (Vec<Request>, Vec<_>) =
         batch.into_iter().map(|q| (q.request, q.reply)).unzip();
 
-    let applied = cell.write(|txn, index| schema::apply_all(txn, index, requests, dedup_window));
+    let applied = cell
+        .write(|txn, index, parked| schema::apply_all(txn, index, parked, requests, dedup_window));
     match applied {
         Ok(answers) => {
             let elapsed = started.elapsed();
@@ -250,11 +252,11 @@ impl Store for RedbStore {
 
     async fn pending_count(&self, recipient: &DeviceKey) -> Result<u64, StoreError> {
         let recipient = recipient.clone();
-        self.read(move |r| r.pending_count(&recipient)).await
+        self.read(move |r| Ok(r.pending_count(&recipient))).await
     }
 
     async fn recipients(&self) -> Result<Vec<DeviceKey>, StoreError> {
-        self.read(|r| r.recipients()).await
+        self.read(|r| Ok(r.recipients())).await
     }
 
     async fn bind_identity(&self, user: &str, identity: Identity) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ use redb::{Database, ReadableDatabase, WriteTransaction};
 
 use super::backend::FaultyBackend;
 use super::dedup::{DedupDelta, DedupIndex};
+use super::frames::FrameIndex;
 use super::schema::{self, Reads};
 use crate::store::{FaultInjector, StoreError};
 
@@ -25,6 +26,8 @@ pub(super) struct DbCell {
     state: Mutex<CellState>,
     /// The de-duplication index of the open database; only the writer uses it.
     dedup: Mutex<Option<DedupIndex>>,
+    /// Each recipient's parked frames; the writer changes it, readers list it.
+    parked: Mutex<FrameIndex>,
     commits: AtomicU64,
 }
 
@@ -36,7 +39,7 @@ struct CellState {
 
 impl DbCell {
     pub(super) fn open(path: &Path, faults: FaultInjector) -> Result<Self, StoreError> {
-        let (db, index) = open_database(path, &faults)?;
+        let (db, index, parked) = open_database(path, &faults)?;
         Ok(Self {
             path: path.to_path_buf(),
             faults,
@@ -45,6 +48,7 @@ impl DbCell {
                 retired: None,
             }),
             dedup: Mutex::new(Some(index)),
+            parked: Mutex::new(parked),
             commits: AtomicU64::new(0),
         })
     }
@@ -58,12 +62,19 @@ impl DbCell {
     }
 
     /// Runs `change` in a durable write transaction, commits it, and then
-    /// applies the change it made to the de-duplication index.
+    /// applies the change it made to the de-duplication index. If it fails,
+    /// the frame index, which `change` updates as it goes, is rebuilt from
+    /// the last commit before its next use.
     pub(super) fn write<T>(
         &self,
-        change: impl FnOnce(&WriteTransaction, &DedupIndex) -> Result<(T, DedupDelta), StoreError>,
+        change: impl FnOnce(
+            &WriteTransaction,
+            &DedupIndex,
+            &Mutex<FrameIndex>,
+        ) -> Result<(T, DedupDelta), StoreError>,
     ) -> Result<T, StoreError> {
         let db = self.database()?;
+        self.refresh_frame_index(&db)?;
         let mut dedup = self.dedup.lock();
         let Some(index) = dedup.as_mut() else {
             return Err(StoreError::Unavailable("store index not loaded".to_owned()));
@@ -71,7 +82,7 @@ impl DbCell {
         let result = (|| {
             let mut txn = db.begin_write()?;
             txn.set_durability(redb::Durability::Immediate)?;
-            let (value, delta) = change(&txn, index)?;
+            let (value, delta) = change(&txn, index, &self.parked)?;
             txn.commit()?;
             Ok((value, delta))
         })();
@@ -83,6 +94,7 @@ impl DbCell {
             }
             Err(error) => {
                 drop(dedup);
+                self.parked.lock().mark_stale();
                 self.retire_after(&error, &db);
                 Err(error)
             }
@@ -95,14 +107,31 @@ impl DbCell {
         look: impl FnOnce(&Reads<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let db = self.database()?;
-        let result = db
-            .begin_read()
-            .map_err(StoreError::from)
-            .and_then(|txn| look(&Reads(&txn)));
+        let result = self.refresh_frame_index(&db).and_then(|()| {
+            let txn = db.begin_read()?;
+            look(&Reads {
+                txn: &txn,
+                parked: &self.parked,
+            })
+        });
         if let Err(error) = &result {
             self.retire_after(error, &db);
         }
         result
+    }
+
+    /// Rebuilds the frame index if a failed batch left it ahead of the disk.
+    ///
+    /// Only the writer commits, and it refreshes the index under this lock
+    /// before it changes it, so a read transaction begun here sees exactly
+    /// the state the index must describe.
+    fn refresh_frame_index(&self, db: &Database) -> Result<(), StoreError> {
+        let mut parked = self.parked.lock();
+        if parked.is_stale() {
+            parked.reload(&db.begin_read()?)?;
+            tracing::info!("frame index rebuilt after a failed commit");
+        }
+        Ok(())
     }
 
     fn database(&self) -> Result<Arc<Database>, StoreError> {
@@ -122,9 +151,10 @@ impl DbCell {
                 }
             }
         }
-        let (db, index) = open_database(&self.path, &self.faults)?;
+        let (db, index, parked) = open_database(&self.path, &self.faults)?;
         let db = Arc::new(db);
         *self.dedup.lock() = Some(index);
+        *self.parked.lock() = parked;
         tracing::info!(path = %self.path.display(), "store database reopened");
         state.open = Some(Arc::clone(&db));
         Ok(db)
@@ -150,7 +180,7 @@ impl DbCell {
 fn open_database(
     path: &Path,
     faults: &FaultInjector,
-) -> Result<(Database, DedupIndex), StoreError> {
+) -> Result<(Database, DedupIndex, FrameIndex), StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -163,6 +193,9 @@ fn open_database(
     let txn = db.begin_write()?;
     schema::create_tables(&txn)?;
     txn.commit()?;
-    let index = DedupIndex::load(&db.begin_read()?)?;
-    Ok((db, index))
+    let txn = db.begin_read()?;
+    let index = DedupIndex::load(&txn)?;
+    let parked = FrameIndex::load(&txn)?;
+    drop(txn);
+    Ok((db, index, parked))
 }

@@ -1,12 +1,15 @@
 //! The redb tables and the operations applied inside one write transaction.
 //!
 //! Keys are tuples, which redb orders element by element, so every per-device
-//! or per-user listing is a range over a key prefix.
+//! or per-user listing is a range over a key prefix. Parked frames are the
+//! exception: they live in a log keyed by sequence number alone, indexed per
+//! recipient in memory ([`super::frames`]).
 
 use std::collections::HashSet;
 use std::ops::{Bound, RangeInclusive};
 
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::super::{
@@ -14,10 +17,11 @@ use super::super::{
     SignedPrekey, StoreError, StoredFrame,
 };
 use super::dedup::{DEDUP_LOG, DedupDelta, DedupIndex, DedupWrites};
+use super::frames::{FRAME_LOG, FrameIndex, FrameV};
 
 type DeviceK = (&'static str, u32);
-type FrameK = (&'static str, u32, u64);
-type FrameV = (
+type OldFrameK = (&'static str, u32, u64);
+type OldFrameV = (
     &'static str,
     u32,
     [u8; 16],
@@ -30,10 +34,11 @@ type SignedV = (u32, [u8; 32], &'static [u8]);
 type PrekeyK = (&'static str, u32, u32);
 type MemberK = (&'static str, &'static str);
 
-/// Recipient device and sequence number to the frame.
-const FRAMES: TableDefinition<FrameK, FrameV> = TableDefinition::new("frames");
-/// Recipient device to its number of parked frames (absent when zero).
-const MAILBOXES: TableDefinition<DeviceK, u64> = TableDefinition::new("mailboxes");
+/// Before the frame log: recipient device and sequence number to the frame.
+/// Read once to move its frames into the log, then deleted.
+const OLD_FRAMES: TableDefinition<OldFrameK, OldFrameV> = TableDefinition::new("frames");
+/// Before the frame log: recipient device to its number of parked frames.
+const OLD_MAILBOXES: TableDefinition<DeviceK, u64> = TableDefinition::new("mailboxes");
 /// Counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const IDENTITIES: TableDefinition<&str, IdentityV> = TableDefinition::new("identities");
@@ -91,10 +96,11 @@ pub(super) enum Response {
 /// whole transaction (storage failure), the inner one answers only this request.
 type Applied = Result<Result<Response, StoreError>, StoreError>;
 
-/// Creates every table, so that read transactions never miss one.
+/// Creates every table, so that read transactions never miss one, and moves
+/// the frames of a database written before the frame log into it.
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(FRAMES)?;
-    txn.open_table(MAILBOXES)?;
+    migrate_frames(txn)?;
+    super::dedup::migrate(txn)?;
     txn.open_table(META)?;
     txn.open_table(DEDUP_LOG)?;
     txn.open_table(IDENTITIES)?;
@@ -103,6 +109,44 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ONE_TIME_PREKEYS)?;
     txn.open_table(GROUPS)?;
     txn.open_table(GROUP_MEMBERS)?;
+    Ok(())
+}
+
+/// Moves frames from the per-recipient table into the log under their own
+/// sequence numbers (which were already store-wide), then drops the old tables.
+fn migrate_frames(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut log = txn.open_table(FRAME_LOG)?;
+    let old_names: Vec<String> = txn
+        .list_tables()?
+        .map(|table| redb::TableHandle::name(&table).to_owned())
+        .collect();
+    if old_names.iter().any(|name| name == "frames") {
+        let old = txn.open_table(OLD_FRAMES)?;
+        let mut moved = 0u64;
+        for entry in old.range(..)? {
+            let (key, value) = entry?;
+            let (user, device, seq) = key.value();
+            let (sender, sender_device, id, group, body, sent_at_ms) = value.value();
+            let frame = (
+                user,
+                device,
+                sender,
+                sender_device,
+                id,
+                group,
+                body,
+                sent_at_ms,
+            );
+            log.insert(seq, frame)?;
+            moved += 1;
+        }
+        drop(old);
+        txn.delete_table(OLD_FRAMES)?;
+        tracing::info!(frames = moved, "parked frames moved into the frame log");
+    }
+    if old_names.iter().any(|name| name == "mailboxes") {
+        txn.delete_table(OLD_MAILBOXES)?;
+    }
     Ok(())
 }
 
@@ -118,10 +162,11 @@ pub(super) type Answers = Vec<Result<Response, StoreError>>;
 pub(super) fn apply_all(
     txn: &WriteTransaction,
     index: &DedupIndex,
+    parked: &Mutex<FrameIndex>,
     requests: Vec<Request>,
     dedup_window: usize,
 ) -> Result<(Answers, DedupDelta), StoreError> {
-    let mut writes = Writes::open(txn, index, dedup_window)?;
+    let mut writes = Writes::open(txn, index, parked, dedup_window)?;
     let mut answers = Vec::with_capacity(requests.len());
     for request in requests {
         answers.push(writes.apply(request)?);
@@ -131,8 +176,9 @@ pub(super) fn apply_all(
 }
 
 struct Writes<'t> {
-    frames: Table<'t, FrameK, FrameV>,
-    mailboxes: Table<'t, DeviceK, u64>,
+    frames: Table<'t, u64, FrameV>,
+    /// Locked while the batch is applied; readers see its changes early.
+    parked: MutexGuard<'t, FrameIndex>,
     meta: Table<'t, &'static str, u64>,
     dedup: DedupWrites<'t>,
     identities: Table<'t, &'static str, IdentityV>,
@@ -148,13 +194,14 @@ impl<'t> Writes<'t> {
     fn open(
         txn: &'t WriteTransaction,
         index: &'t DedupIndex,
+        parked: &'t Mutex<FrameIndex>,
         dedup_window: usize,
     ) -> Result<Self, StoreError> {
         let meta = txn.open_table(META)?;
         let next_seq = meta.get(NEXT_SEQ)?.map_or(1, |seq| seq.value());
         Ok(Self {
-            frames: txn.open_table(FRAMES)?,
-            mailboxes: txn.open_table(MAILBOXES)?,
+            frames: txn.open_table(FRAME_LOG)?,
+            parked: parked.lock(),
             meta,
             dedup: DedupWrites::new(txn.open_table(DEDUP_LOG)?, index, dedup_window),
             identities: txn.open_table(IDENTITIES)?,
@@ -168,8 +215,9 @@ impl<'t> Writes<'t> {
     }
 
     fn finish(mut self) -> Result<DedupDelta, StoreError> {
+        let entry = self.take_seq();
         self.meta.insert(NEXT_SEQ, self.next_seq)?;
-        self.dedup.finish()
+        self.dedup.finish(entry)
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -219,23 +267,28 @@ impl<'t> Writes<'t> {
     }
 
     fn park(&mut self, frames: Vec<ParkedFrame>) -> Result<Vec<ParkOutcome>, StoreError> {
-        // (sender, id) pairs of this call, with whether an earlier call recorded them.
-        let mut checked: Vec<(DeviceKey, MessageId, bool)> = Vec::new();
+        // (sender, id) fingerprints of this call, with whether an earlier
+        // call recorded them.
+        let mut checked: Vec<(u128, bool)> = Vec::new();
         // (recipient, sender, id) of the frames this call stored.
         let mut stored: HashSet<(&DeviceKey, &DeviceKey, MessageId)> = HashSet::new();
         let mut outcomes = Vec::with_capacity(frames.len());
 
         for frame in &frames {
             let sender = &frame.sender;
+            let print = self.dedup.fingerprint(sender, frame.id);
             let known = checked
                 .iter()
-                .find(|(s, id, _)| s == sender && *id == frame.id)
-                .map(|(_, _, duplicate)| *duplicate);
+                .find(|(p, _)| *p == print)
+                .map(|(_, duplicate)| *duplicate);
             let duplicate = match known {
                 Some(duplicate) => duplicate,
                 None => {
-                    let seen = self.dedup.seen(sender, frame.id);
-                    checked.push((sender.clone(), frame.id, seen));
+                    let seen = self.dedup.seen(print);
+                    checked.push((print, seen));
+                    if !seen {
+                        self.dedup.record(sender, frame.id, print);
+                    }
                     seen
                 }
             };
@@ -254,8 +307,9 @@ impl<'t> Writes<'t> {
             }
 
             let seq = self.take_seq();
-            let frame_key = (recipient.user.as_str(), recipient.device, seq);
             let value = (
+                recipient.user.as_str(),
+                recipient.device,
                 sender.user.as_str(),
                 sender.device,
                 frame.id.0,
@@ -263,30 +317,12 @@ impl<'t> Writes<'t> {
                 &frame.body[..],
                 frame.sent_at_ms,
             );
-            self.frames.insert(frame_key, value)?;
-            self.add_to_mailbox(recipient, 1)?;
+            self.frames.insert(seq, value)?;
+            let print = self.parked.print(&sender.user, sender.device, &frame.id.0);
+            self.parked.push(recipient, seq, print);
             outcomes.push(ParkOutcome::Stored { seq });
         }
-
-        for (sender, id, duplicate) in checked {
-            if !duplicate {
-                let seq = self.take_seq();
-                self.dedup.record(&sender, id, seq)?;
-            }
-        }
         Ok(outcomes)
-    }
-
-    fn add_to_mailbox(&mut self, recipient: &DeviceKey, delta: i64) -> Result<(), StoreError> {
-        let key = (recipient.user.as_str(), recipient.device);
-        let count = self.mailboxes.get(key)?.map_or(0, |c| c.value());
-        let count = count.saturating_add_signed(delta);
-        if count == 0 {
-            self.mailboxes.remove(key)?;
-        } else {
-            self.mailboxes.insert(key, count)?;
-        }
-        Ok(())
     }
 
     /// The seq and send time of `recipient`'s parked copy of (`sender`, `id`).
@@ -296,14 +332,15 @@ impl<'t> Writes<'t> {
         sender: &DeviceKey,
         id: MessageId,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        // Acks come in delivery order, so the frame is near the oldest end.
-        let user = recipient.user.as_str();
-        let range = (user, recipient.device, 0)..=(user, recipient.device, u64::MAX);
-        for entry in self.frames.range(range)? {
-            let (key, value) = entry?;
-            let (from, from_device, frame_id, _, _, sent_at_ms) = value.value();
+        // The index narrows it down by hash; the log has the last word.
+        let print = self.parked.print(&sender.user, sender.device, &id.0);
+        for seq in self.parked.candidates(recipient, print) {
+            let Some(value) = self.frames.get(seq)? else {
+                continue;
+            };
+            let (_, _, from, from_device, frame_id, _, _, sent_at_ms) = value.value();
             if frame_id == id.0 && from_device == sender.device && from == sender.user {
-                return Ok(Some((key.value().2, sent_at_ms)));
+                return Ok(Some((seq, sent_at_ms)));
             }
         }
         Ok(None)
@@ -315,17 +352,46 @@ impl<'t> Writes<'t> {
         sender: &DeviceKey,
         id: MessageId,
     ) -> Result<Option<Removed>, StoreError> {
-        let Some((seq, sent_at_ms)) = self.find(recipient, sender, id)? else {
-            return Ok(None);
-        };
-        self.frames
-            .remove((recipient.user.as_str(), recipient.device, seq))?;
-        self.add_to_mailbox(recipient, -1)?;
-        Ok(Some(Removed {
-            seq,
-            sender: sender.clone(),
-            sent_at_ms,
-        }))
+        // One descent of the tree per ack: remove the likely frame, then
+        // check it is the one (a frame whose pair merely shares the hash
+        // goes back).
+        let print = self.parked.print(&sender.user, sender.device, &id.0);
+        for seq in self.parked.candidates(recipient, print) {
+            let Some(old) = self.frames.remove(seq)? else {
+                continue;
+            };
+            let value = old.value();
+            let (_, _, from, from_device, frame_id, _, _, sent_at_ms) = value;
+            if frame_id == id.0 && from_device == sender.device && from == sender.user {
+                drop(old);
+                self.parked.remove(recipient, seq);
+                return Ok(Some(Removed {
+                    seq,
+                    sender: sender.clone(),
+                    sent_at_ms,
+                }));
+            }
+            let (user, device, from, from_device, frame_id, group, body, sent_at_ms) = value;
+            let (user, from, group, body) = (
+                user.to_owned(),
+                from.to_owned(),
+                group.map(str::to_owned),
+                body.to_vec(),
+            );
+            drop(old);
+            let value = (
+                user.as_str(),
+                device,
+                from.as_str(),
+                from_device,
+                frame_id,
+                group.as_deref(),
+                body.as_slice(),
+                sent_at_ms,
+            );
+            self.frames.insert(seq, value)?;
+        }
+        Ok(None)
     }
 
     fn bind_identity(&mut self, user: &str, identity: &Identity) -> Applied {
@@ -436,8 +502,13 @@ fn decode_identity(value: ([u8; 32], [u8; 32], &[u8])) -> Identity {
     }
 }
 
-/// Reads inside one read transaction.
-pub(super) struct Reads<'t>(pub(super) &'t ReadTransaction);
+/// Reads inside one read transaction, begun before the index is consulted
+/// (so every frame the index lists that the transaction misses is newer than
+/// all it holds).
+pub(super) struct Reads<'t> {
+    pub(super) txn: &'t ReadTransaction,
+    pub(super) parked: &'t Mutex<FrameIndex>,
+}
 
 impl Reads<'_> {
     pub(super) fn pending(
@@ -446,18 +517,17 @@ impl Reads<'_> {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredFrame>, StoreError> {
-        let Some(from) = after_seq.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let table = self.0.open_table(FRAMES)?;
-        let user = recipient.user.as_str();
-        let range = (user, recipient.device, from)..=(user, recipient.device, u64::MAX);
-        let mut frames = Vec::new();
-        for entry in table.range(range)?.take(limit) {
-            let (key, value) = entry?;
-            let (sender, device, id, group, body, sent_at_ms) = value.value();
+        let seqs = self.parked.lock().after(recipient, after_seq, limit);
+        let table = self.txn.open_table(FRAME_LOG)?;
+        let mut frames = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            // Parked after this transaction began, or not committed yet.
+            let Some(value) = table.get(seq)? else {
+                continue;
+            };
+            let (_, _, sender, device, id, group, body, sent_at_ms) = value.value();
             frames.push(StoredFrame {
-                seq: key.value().2,
+                seq,
                 frame: ParkedFrame {
                     recipient: recipient.clone(),
                     sender: DeviceKey::new(sender, device),
@@ -471,30 +541,23 @@ impl Reads<'_> {
         Ok(frames)
     }
 
-    pub(super) fn pending_count(&self, recipient: &DeviceKey) -> Result<u64, StoreError> {
-        let table = self.0.open_table(MAILBOXES)?;
-        let key = (recipient.user.as_str(), recipient.device);
-        Ok(table.get(key)?.map_or(0, |c| c.value()))
+    pub(super) fn pending_count(&self, recipient: &DeviceKey) -> u64 {
+        self.parked.lock().count(recipient)
     }
 
-    pub(super) fn recipients(&self) -> Result<Vec<DeviceKey>, StoreError> {
-        let table = self.0.open_table(MAILBOXES)?;
-        let mut all = Vec::new();
-        for entry in table.range(..)? {
-            let (key, _) = entry?;
-            let (user, device) = key.value();
-            all.push(DeviceKey::new(user, device));
-        }
-        Ok(all)
+    pub(super) fn recipients(&self) -> Vec<DeviceKey> {
+        let mut all = self.parked.lock().recipients();
+        all.sort();
+        all
     }
 
     pub(super) fn identity(&self, user: &str) -> Result<Option<Identity>, StoreError> {
-        let table = self.0.open_table(IDENTITIES)?;
+        let table = self.txn.open_table(IDENTITIES)?;
         Ok(table.get(user)?.map(|v| decode_identity(v.value())))
     }
 
     pub(super) fn devices(&self, user: &str) -> Result<Vec<u32>, StoreError> {
-        let table = self.0.open_table(DEVICES)?;
+        let table = self.txn.open_table(DEVICES)?;
         let mut devices = Vec::new();
         for entry in table.range((user, 0)..=(user, u32::MAX))? {
             devices.push(entry?.0.value().1);
@@ -506,7 +569,7 @@ impl Reads<'_> {
         &self,
         device: &DeviceKey,
     ) -> Result<Option<SignedPrekey>, StoreError> {
-        let table = self.0.open_table(SIGNED_PREKEYS)?;
+        let table = self.txn.open_table(SIGNED_PREKEYS)?;
         let key = (device.user.as_str(), device.device);
         Ok(table.get(key)?.map(|v| {
             let (id, public, signature) = v.value();
@@ -519,16 +582,16 @@ impl Reads<'_> {
     }
 
     pub(super) fn one_time_prekey_count(&self, device: &DeviceKey) -> Result<u64, StoreError> {
-        let table = self.0.open_table(ONE_TIME_PREKEYS)?;
+        let table = self.txn.open_table(ONE_TIME_PREKEYS)?;
         count_range(&table, prekey_range(device))
     }
 
     pub(super) fn group(&self, group: &str) -> Result<Option<Group>, StoreError> {
-        let groups = self.0.open_table(GROUPS)?;
+        let groups = self.txn.open_table(GROUPS)?;
         let Some(version) = groups.get(group)?.map(|v| v.value()) else {
             return Ok(None);
         };
-        let table = self.0.open_table(GROUP_MEMBERS)?;
+        let table = self.txn.open_table(GROUP_MEMBERS)?;
         let mut members = Vec::new();
         let range = (Bound::Included((group, "")), Bound::Unbounded);
         for entry in table.range(range)? {
