@@ -18,6 +18,13 @@ use clap::{Parser, ValueEnum};
 use courier::server::{DEFAULT_ADDR, DEFAULT_DATA_DIR, Limits, ServerBuilder, TlsSource};
 use courier::store::Durability;
 
+/// jemalloc, as in the load tool: glibc's allocator makes the store writer
+/// and the sessions slow when blocks are freed on another thread than the
+/// one that allocated them (see docs/benchmarks.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Runs a Courier chat server.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -138,8 +145,16 @@ impl LimitArgs {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(courier::server::BLOCKING_THREADS)
+        .enable_all()
+        .build()
+        .context("building the runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log)?)

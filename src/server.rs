@@ -102,6 +102,13 @@ use self::shared::Shared;
 /// The address a server listens on when none is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7443";
 
+/// A cap on tokio's blocking threads that suits a server: store reads and
+/// commits run there, a few at a time. Tokio's default (512) lets a burst
+/// of logins start dozens of threads, each holding allocator caches for
+/// as long as it lives. Pass it to `Builder::max_blocking_threads` of the
+/// runtime the server runs on.
+pub const BLOCKING_THREADS: usize = 8;
+
 /// The data directory a server uses when none is given.
 pub const DEFAULT_DATA_DIR: &str = "courier-data";
 

@@ -24,6 +24,13 @@
 //! allow the load (`--messages-per-second`, `--burst`,
 //! `--max-unauthenticated-per-address` of the example server).
 
+/// jemalloc: with glibc's allocator, blocks freed on another thread than
+/// the one that allocated them cost the store writer and the sessions a
+/// third of their time (see docs/benchmarks.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod conn;
 mod flow;
 mod idle;

@@ -135,6 +135,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .with_target(false)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(courier::server::BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("building the server runtime")?;

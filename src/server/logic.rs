@@ -100,7 +100,7 @@ pub(crate) async fn run(
             tokio::select! {
                 biased;
                 Some((n, done)) = logic.pipeline.get_mut().next() => {
-                    Box::pin(logic.complete(n, done)).await;
+                    logic.complete(n, done).await;
                     continue;
                 }
                 env = ctx.recv(), if queued < PIPELINE => env,
@@ -136,7 +136,7 @@ pub(crate) async fn run(
                 }
                 logic.current = n;
                 logic.pushed = false;
-                if !logic.closed && !Box::pin(logic.handle(&frame)).await {
+                if !logic.closed && !logic.handle(&frame).await {
                     // The session closes the connection; frames already
                     // read are not handled any more.
                     logic.closed = true;
@@ -215,7 +215,7 @@ impl Logic {
     /// Finishes all pipelined work, in order.
     async fn flush_pipeline(&mut self) {
         while let Some((n, done)) = self.pipeline.get_mut().next().await {
-            Box::pin(self.complete(n, done)).await;
+            self.complete(n, done).await;
         }
     }
 

@@ -225,7 +225,7 @@ async fn open(
         inflight: std::collections::VecDeque::new(),
         delivery: Delivery::default(),
         receipts: Receipts::default(),
-        restarts: Vec::new(),
+        restarts: None,
         handshake_deadline: Some(deadline),
         last_read: Instant::now(),
         ping_sent: false,
@@ -282,23 +282,38 @@ struct Delivery {
     draining: bool,
     horizon: u64,
     held: Vec<(u64, Box<ServerFrame>)>,
-    /// Seqs of the live frames written most recently, oldest first.
-    recent: std::collections::VecDeque<u64>,
+    /// Seqs of the live frames written most recently (allocated with the
+    /// first live frame, so a session that never gets one stays small).
+    recent: Option<Box<RecentLive>>,
 }
 
-/// Live seqs a session remembers (8 bytes each, allocated on first use).
+/// Live seqs a session remembers (8 bytes each).
 const RECENT_LIVE: usize = 64;
+
+/// A ring of the last [`RECENT_LIVE`] live seqs (0 marks a free slot: seqs
+/// start at 1).
+struct RecentLive {
+    seqs: [u64; RECENT_LIVE],
+    next: usize,
+}
 
 impl Delivery {
     /// Whether a live frame with `seq` is new to this connection; records it.
     fn admit_live(&mut self, seq: u64) -> bool {
-        if seq <= self.horizon || self.recent.contains(&seq) {
+        if seq <= self.horizon {
             return false;
         }
-        if self.recent.len() == RECENT_LIVE {
-            self.recent.pop_front();
+        let recent = self.recent.get_or_insert_with(|| {
+            Box::new(RecentLive {
+                seqs: [0; RECENT_LIVE],
+                next: 0,
+            })
+        });
+        if recent.seqs.contains(&seq) {
+            return false;
         }
-        self.recent.push_back(seq);
+        recent.seqs[recent.next] = seq;
+        recent.next = (recent.next + 1) % RECENT_LIVE;
         true
     }
 }
@@ -315,7 +330,13 @@ struct Session {
     inflight: std::collections::VecDeque<(u64, Arc<ClientFrame>)>,
     delivery: Delivery,
     receipts: Receipts,
-    restarts: Vec<Instant>,
+    /// When the logic crashed within the restart period. Boxed: it stays
+    /// `None` in almost every session, which is then 16 bytes smaller.
+    #[expect(
+        clippy::box_collection,
+        reason = "keeps a session without crashes small"
+    )]
+    restarts: Option<Box<Vec<Instant>>>,
     handshake_deadline: Option<Instant>,
     last_read: Instant,
     ping_sent: bool,
@@ -528,8 +549,9 @@ impl Session {
         tracing::warn!(reason = %reason, "session logic crashed, restarting it");
         let now = Instant::now();
         let period = self.shared.limits.logic_restart_period;
-        self.restarts.retain(|t| now.duration_since(*t) < period);
-        self.restarts.push(now);
+        let restarts = self.restarts.get_or_insert_with(Box::default);
+        restarts.retain(|t| now.duration_since(*t) < period);
+        restarts.push(now);
         let done = self.done();
         self.inflight.retain(|(n, _)| *n > done);
         // A panic is blamed on the frame being handled: it is answered with
@@ -553,7 +575,8 @@ impl Session {
             "internal error handling this frame",
             id,
         );
-        if self.restarts.len() > self.shared.limits.logic_restart_limit as usize {
+        let crashes = self.restarts.as_ref().map_or(0, |r| r.len());
+        if crashes > self.shared.limits.logic_restart_limit as usize {
             self.close(err);
             return None;
         }
@@ -753,7 +776,8 @@ mod tests {
         for seq in 13..13 + super::RECENT_LIVE as u64 {
             assert!(delivery.admit_live(seq));
         }
-        assert_eq!(delivery.recent.len(), super::RECENT_LIVE);
+        let full = delivery.recent.as_ref().map(|r| !r.seqs.contains(&0));
+        assert_eq!(full, Some(true), "the ring is full");
         assert!(
             delivery.admit_live(11),
             "forgotten: the client drops it by id"

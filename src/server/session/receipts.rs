@@ -31,9 +31,13 @@ const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 /// dropped (a client that never answers pings gets no guarantee).
 const MAX_UNCONFIRMED: usize = 1024;
 
-/// The receipts of one session.
+/// The receipts of one session; allocated on its first receipt, so that a
+/// session that never writes one stays small.
 #[derive(Default)]
-pub(super) struct Receipts {
+pub(super) struct Receipts(Option<Box<Unconfirmed>>);
+
+#[derive(Default)]
+struct Unconfirmed {
     /// Written since the last confirmation ping.
     written: Vec<Delivered>,
     /// The nonce of the outstanding confirmation ping and what it covers.
@@ -45,52 +49,69 @@ pub(super) struct Receipts {
 impl Receipts {
     /// A receipt was written (or would have been, on a closing connection).
     pub(super) fn written(&mut self, receipt: Delivered) {
-        if self.written.len() >= MAX_UNCONFIRMED {
+        let receipts = self.0.get_or_insert_with(Box::default);
+        if receipts.written.len() >= MAX_UNCONFIRMED {
             tracing::debug!("too many unconfirmed receipts; dropping the oldest");
-            self.written.drain(..MAX_UNCONFIRMED / 2);
+            receipts.written.drain(..MAX_UNCONFIRMED / 2);
         }
-        self.written.push(receipt);
+        receipts.written.push(receipt);
     }
 
     /// When a confirmation ping is due, if one is.
     pub(super) fn ping_due(&self) -> Option<Instant> {
-        if !self.awaiting_ping() {
-            return None;
-        }
+        let receipts = self.awaiting_ping()?;
         Some(
-            self.last_ping
+            receipts
+                .last_ping
                 .map_or_else(Instant::now, |t| t + CONFIRM_EVERY),
         )
     }
 
     /// Whether a confirmation ping should go out at `now`.
     pub(super) fn wants_ping(&self, now: Instant) -> bool {
-        self.awaiting_ping() && self.last_ping.is_none_or(|t| t + CONFIRM_EVERY <= now)
+        self.awaiting_ping()
+            .is_some_and(|r| r.last_ping.is_none_or(|t| t + CONFIRM_EVERY <= now))
     }
 
-    /// Receipts written since the last ping, and no ping outstanding.
-    fn awaiting_ping(&self) -> bool {
-        !self.written.is_empty() && self.confirming.is_none()
+    /// The receipts, if some were written since the last ping and no ping
+    /// is outstanding.
+    fn awaiting_ping(&self) -> Option<&Unconfirmed> {
+        self.0
+            .as_deref()
+            .filter(|r| !r.written.is_empty() && r.confirming.is_none())
     }
 
     /// A ping with `nonce` went out at `now` after the receipts written so
     /// far.
     pub(super) fn ping_sent(&mut self, nonce: u64, now: Instant) {
-        self.confirming = Some((nonce, std::mem::take(&mut self.written)));
-        self.last_ping = Some(now);
+        let receipts = self.0.get_or_insert_with(Box::default);
+        receipts.confirming = Some((nonce, std::mem::take(&mut receipts.written)));
+        receipts.last_ping = Some(now);
     }
 
     /// The client answered a ping.
     pub(super) fn pong(&mut self, nonce: u64) {
-        if self.confirming.as_ref().is_some_and(|(n, _)| *n == nonce) {
-            self.confirming = None;
+        if let Some(receipts) = self.0.as_deref_mut()
+            && receipts
+                .confirming
+                .as_ref()
+                .is_some_and(|(n, _)| *n == nonce)
+        {
+            receipts.confirming = None;
         }
     }
 
     /// Every receipt not confirmed yet.
     pub(super) fn take_unconfirmed(&mut self) -> Vec<Delivered> {
-        let mut out = self.confirming.take().map(|(_, r)| r).unwrap_or_default();
-        out.append(&mut self.written);
+        let Some(receipts) = self.0.as_deref_mut() else {
+            return Vec::new();
+        };
+        let mut out = receipts
+            .confirming
+            .take()
+            .map(|(_, r)| r)
+            .unwrap_or_default();
+        out.append(&mut receipts.written);
         out
     }
 }
