@@ -2,7 +2,16 @@
 //! side by side, printing medians and ratios (only ratios within one run
 //! mean anything on a shared machine).
 //!
-//! `cargo run --release -p supervisors --example ratios`
+//! `cargo run --release -p supervisors --example ratios [-- WORKLOAD..]`
+//!
+//! Every measurement runs in a fresh child process of this binary, which
+//! runs the workload once untimed and then once timed. Both sides thus
+//! start from the same state: a runtime and an allocator that have just
+//! done and undone the same work, and nothing left over from the other
+//! side. Measured in one process one after the other, each side ran on
+//! the heap the previous measurement left behind (the floor's 200,000
+//! freed tasks and channels under the spawn of `supervisors`), and which
+//! side went first changed the spawn ratio from 2.3x to 1.2x.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -19,26 +28,46 @@ use tokio::sync::{Notify, mpsc, oneshot};
 const CAPACITY: usize = 1024;
 const ROUNDS: usize = 5;
 
-/// Nanoseconds per operation: wall clock and process CPU time.
+/// Nanoseconds per operation: wall clock and process CPU time; and the
+/// minor page faults per operation.
 #[derive(Clone, Copy)]
 struct Ns {
     wall: f64,
     cpu: f64,
+    faults: f64,
 }
 
-/// CPU time of the whole process (all threads), from `/proc/self/stat`.
-fn cpu_time() -> Duration {
+/// Minor page faults of the process so far, from `/proc/self/stat`.
+fn minor_faults() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
+    rest.split_whitespace().nth(7).unwrap().parse().unwrap()
+}
+
+/// CPU time of the whole process (all threads, in nanoseconds), from
+/// `/proc/self/task/*/schedstat`; `/proc/self/stat` counts 10 ms ticks.
+fn cpu_time() -> Duration {
+    let mut ns = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path().join("schedstat");
+        // A thread that ended meanwhile has no file any more.
+        if let Ok(stat) = std::fs::read_to_string(path) {
+            ns += stat
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    Duration::from_nanos(ns)
 }
 
 /// Starts a measurement.
 struct Clock {
     wall: Instant,
     cpu: Duration,
+    faults: u64,
 }
 
 impl Clock {
@@ -46,6 +75,7 @@ impl Clock {
         Self {
             wall: Instant::now(),
             cpu: cpu_time(),
+            faults: minor_faults(),
         }
     }
 
@@ -53,6 +83,7 @@ impl Clock {
         Ns {
             wall: self.wall.elapsed().as_nanos() as f64 / n as f64,
             cpu: (cpu_time() - self.cpu).as_nanos() as f64 / n as f64,
+            faults: (minor_faults() - self.faults) as f64 / n as f64,
         }
     }
 }
@@ -223,11 +254,10 @@ async fn restart_floor() -> Ns {
         rx.await.unwrap();
         lat.push(t0.elapsed().as_nanos() as f64);
     }
-    let cpu = all.per(RESTARTS).cpu;
     keeper.abort();
     Ns {
         wall: median(lat),
-        cpu,
+        ..all.per(RESTARTS)
     }
 }
 
@@ -268,12 +298,12 @@ async fn restart_sup() -> Ns {
             .unwrap();
         lat.push(t0.elapsed().as_nanos() as f64);
     }
-    let cpu = all.per(RESTARTS).cpu;
-    sup.shutdown().await;
-    Ns {
+    let took = Ns {
         wall: median(lat),
-        cpu,
-    }
+        ..all.per(RESTARTS)
+    };
+    sup.shutdown().await;
+    took
 }
 
 const MEMBERS: usize = 10_000;
@@ -282,17 +312,18 @@ const BROADCASTS: usize = 100;
 async fn broadcast_floor() -> Ns {
     let seen = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(Notify::new());
+    let mut tasks = Vec::with_capacity(MEMBERS);
     let senders: Vec<mpsc::Sender<Arc<u64>>> = (0..MEMBERS)
         .map(|_| {
             let (tx, mut rx) = mpsc::channel::<Arc<u64>>(CAPACITY);
             let (seen, done) = (seen.clone(), done.clone());
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 while rx.recv().await.is_some() {
                     if seen.fetch_add(1, Ordering::AcqRel) + 1 == MEMBERS {
                         done.notify_one();
                     }
                 }
-            });
+            }));
             tx
         })
         .collect();
@@ -306,8 +337,11 @@ async fn broadcast_floor() -> Ns {
         done.notified().await;
     }
     let took = t0.per(MEMBERS * BROADCASTS);
+    // Tear down completely, as the other side does.
     drop(senders);
-    tokio::task::yield_now().await;
+    for task in tasks {
+        task.await.unwrap();
+    }
     took
 }
 
@@ -349,50 +383,103 @@ async fn broadcast_sup() -> Ns {
     took
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    std::panic::set_hook(Box::new(|_| {}));
-    let mut rows: Vec<(&str, Vec<Ns>, Vec<Ns>)> = vec![
-        (
-            "spawn under a dynamic supervisor, per process",
-            vec![],
-            vec![],
-        ),
-        ("one-way message, one receiver", vec![], vec![]),
-        ("call round trip", vec![], vec![]),
-        (
-            "restart: panic to restarted child answering (median)",
-            vec![],
-            vec![],
-        ),
-        (
-            "broadcast to a group of 10,000, per delivery",
-            vec![],
-            vec![],
-        ),
-    ];
-    for _ in 0..ROUNDS {
-        rows[0].1.push(spawn_floor().await);
-        rows[0].2.push(spawn_sup().await);
-        rows[1].1.push(one_way_floor().await);
-        rows[1].2.push(one_way_sup().await);
-        rows[2].1.push(call_floor().await);
-        rows[2].2.push(call_sup().await);
-        rows[3].1.push(restart_floor().await);
-        rows[3].2.push(restart_sup().await);
-        rows[4].1.push(broadcast_floor().await);
-        rows[4].2.push(broadcast_sup().await);
+const WORKLOADS: [(&str, &str); 5] = [
+    ("spawn", "spawn under a dynamic supervisor, per process"),
+    ("one_way", "one-way message, one receiver"),
+    ("call", "call round trip"),
+    (
+        "restart",
+        "restart: panic to restarted child answering (median)",
+    ),
+    ("broadcast", "broadcast to a group of 10,000, per delivery"),
+];
+
+/// Runs one workload on one side in this process: once untimed, once
+/// timed.
+async fn measure(workload: &str, side: &str) -> Ns {
+    let mut last = None;
+    for _ in 0..2 {
+        last = Some(match (workload, side) {
+            ("spawn", "floor") => spawn_floor().await,
+            ("spawn", _) => spawn_sup().await,
+            ("one_way", "floor") => one_way_floor().await,
+            ("one_way", _) => one_way_sup().await,
+            ("call", "floor") => call_floor().await,
+            ("call", _) => call_sup().await,
+            ("restart", "floor") => restart_floor().await,
+            ("restart", _) => restart_sup().await,
+            ("broadcast", "floor") => broadcast_floor().await,
+            (_, _) => broadcast_sup().await,
+        });
+    }
+    last.unwrap()
+}
+
+/// One measurement in a fresh child process of this binary.
+fn measure_in_child(workload: &str, side: &str) -> Ns {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--one", workload, side])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{workload} on {side} failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut figures = text.split_whitespace().map(|x| x.parse::<f64>().unwrap());
+    Ns {
+        wall: figures.next().unwrap(),
+        cpu: figures.next().unwrap(),
+        faults: figures.next().unwrap(),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, workload, side] = args.as_slice()
+        && flag == "--one"
+    {
+        std::panic::set_hook(Box::new(|_| {}));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ns = rt.block_on(measure(workload, side));
+        println!("{} {} {}", ns.wall, ns.cpu, ns.faults);
+        return;
+    }
+    // Optional arguments pick workloads by key (spawn, one_way, call,
+    // restart, broadcast); none runs them all.
+    let picked: Vec<(&str, &str)> = WORKLOADS
+        .into_iter()
+        .filter(|(key, _)| args.is_empty() || args.iter().any(|a| a == key))
+        .collect();
+    let mut rows: Vec<(&str, Vec<Ns>, Vec<Ns>)> = picked
+        .iter()
+        .map(|(_, name)| (*name, vec![], vec![]))
+        .collect();
+    for round in 0..ROUNDS {
+        for (row, (key, _)) in rows.iter_mut().zip(&picked) {
+            // Alternate which side goes first, so that neither always
+            // follows the other.
+            if round % 2 == 0 {
+                row.1.push(measure_in_child(key, "floor"));
+                row.2.push(measure_in_child(key, "supervisors"));
+            } else {
+                row.2.push(measure_in_child(key, "supervisors"));
+                row.1.push(measure_in_child(key, "floor"));
+            }
+        }
     }
     println!(
-        "| workload | floor wall | supervisors wall | ratio | floor CPU | supervisors CPU | CPU ratio |"
+        "| workload | floor wall | supervisors wall | ratio | floor CPU | supervisors CPU | CPU ratio | page faults per op (floor / supervisors) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (name, floor, sup) in rows {
         let med = |xs: &[Ns], f: fn(&Ns) -> f64| median(xs.iter().map(f).collect());
         let (fw, sw) = (med(&floor, |n| n.wall), med(&sup, |n| n.wall));
         let (fc, sc) = (med(&floor, |n| n.cpu), med(&sup, |n| n.cpu));
+        let (ff, sf) = (med(&floor, |n| n.faults), med(&sup, |n| n.faults));
         println!(
-            "| {name} | {fw:.0} ns | {sw:.0} ns | {:.2}x | {fc:.0} ns | {sc:.0} ns | {:.2}x |",
+            "| {name} | {fw:.0} ns | {sw:.0} ns | {:.2}x | {fc:.0} ns | {sc:.0} ns | {:.2}x | {ff:.3} / {sf:.3} |",
             sw / fw,
             sc / fc
         );

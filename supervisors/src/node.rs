@@ -12,7 +12,7 @@ use crate::actor::{Actor, run_actor};
 use crate::addr::{Addr, ExitWatch};
 use crate::ctx::Ctx;
 use crate::exit::ExitReason;
-use crate::pid::{IdBuild, MonitorRef, Pid, PidMap};
+use crate::pid::{IdBuild, MonitorRef, Pid};
 use crate::process::{Cell, ExitCounter, Process, ProcessTask, Watcher};
 use crate::spawn::{SpawnError, SpawnOptions};
 
@@ -36,7 +36,7 @@ pub(crate) struct NodeInner {
     next_ref: AtomicU64,
     pub(crate) procs: DashMap<Pid, Arc<dyn Cell>, IdBuild>,
     pub(crate) names: DashMap<Arc<str>, Pid>,
-    pub(crate) groups: DashMap<Arc<str>, PidMap<Arc<dyn Cell>>>,
+    pub(crate) groups: DashMap<Arc<str>, crate::group::Members>,
     /// Shared state of running dynamic supervisors, for typed lookups.
     pub(crate) dynamics: DashMap<Pid, Arc<dyn std::any::Any + Send + Sync>, IdBuild>,
 }

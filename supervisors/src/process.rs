@@ -79,6 +79,9 @@ pub(crate) trait Cell: Send + Sync + 'static {
 
     /// The same record as `Any`, for typed lookups.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+
+    /// The same record as `Any`, borrowed, for typed use without a clone.
+    fn as_any(&self) -> &(dyn Any + Send + Sync);
 }
 
 /// The shared record of one process whose messages have type `M`.
@@ -323,6 +326,10 @@ impl<M: Send + 'static> Cell for Process<M> {
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
         self
     }
 }

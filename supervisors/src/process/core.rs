@@ -200,6 +200,12 @@ pub(crate) struct Core {
     pub(crate) task_waker: Option<Waker>,
     links: Links,
     extra: Option<Box<Extra>>,
+    /// Whether `extra` holds queued signals: lets a receive skip reading
+    /// the box, which for a process in a group or with a name is allocated
+    /// but rarely in cache.
+    has_signals: bool,
+    /// Whether `extra` holds parked senders, for the same reason.
+    has_senders: bool,
     wake: bool,
 }
 
@@ -220,14 +226,23 @@ impl Core {
     }
 
     pub(crate) fn pop_signal(&mut self) -> Option<Signal> {
+        if !self.has_signals {
+            return None;
+        }
         let extra = self.extra.as_mut()?;
         let signal = extra.signals.pop_front();
+        self.has_signals = !extra.signals.is_empty();
         // An idle process that once handled a signal (a session whose
         // frame logic stopped) should not keep the queue's memory.
-        if extra.is_unused() {
+        self.trim_extra();
+        signal
+    }
+
+    /// Frees the rarely used parts once nothing is left in them.
+    fn trim_extra(&mut self) {
+        if self.extra.as_ref().is_some_and(|e| e.is_unused()) {
             self.extra = None;
         }
-        signal
     }
 
     /// Parks a sender waiting for mailbox space, or refreshes its waker.
@@ -245,16 +260,21 @@ impl Core {
         let id = extra.next_sender;
         extra.senders.push_back((id, waker.clone()));
         *waiter = Some(id);
+        self.has_senders = true;
     }
 
     /// Removes a parked sender; false if it was already woken.
     pub(crate) fn remove_sender(&mut self, id: u64) -> bool {
+        if !self.has_senders {
+            return false;
+        }
         let Some(extra) = self.extra.as_mut() else {
             return false;
         };
         match extra.senders.iter().position(|(i, _)| *i == id) {
             Some(at) => {
                 extra.senders.remove(at);
+                self.has_senders = !extra.senders.is_empty();
                 true
             }
             None => false,
@@ -262,7 +282,13 @@ impl Core {
     }
 
     pub(crate) fn pop_sender(&mut self) -> Option<Waker> {
-        self.extra.as_mut()?.senders.pop_front().map(|(_, w)| w)
+        if !self.has_senders {
+            return None;
+        }
+        let extra = self.extra.as_mut()?;
+        let next = extra.senders.pop_front().map(|(_, w)| w);
+        self.has_senders = !extra.senders.is_empty();
+        next
     }
 
     /// Takes the wake-ups that the last operation asked for.
@@ -287,6 +313,7 @@ impl Core {
 
     fn push_signal(&mut self, signal: Signal) {
         self.extra().signals.push_back(signal);
+        self.has_signals = true;
         self.wake = true;
     }
 
@@ -350,6 +377,7 @@ impl Core {
     pub(crate) fn remove_watcher(&mut self, reference: MonitorRef) {
         if let Some(extra) = self.extra.as_mut() {
             extra.watchers.remove(&reference);
+            self.trim_extra();
         }
     }
 
@@ -360,7 +388,9 @@ impl Core {
 
     /// Forgets a monitor this process holds; returns its target.
     pub(crate) fn remove_monitor(&mut self, reference: MonitorRef) -> Option<Pid> {
-        self.extra.as_mut()?.monitors.remove(&reference)
+        let target = self.extra.as_mut()?.monitors.remove(&reference);
+        self.trim_extra();
+        target
     }
 
     /// Drops a queued `Down` for `reference`.
@@ -369,6 +399,8 @@ impl Core {
             extra
                 .signals
                 .retain(|s| !matches!(s, Signal::Down { reference: r, .. } if *r == reference));
+            self.has_signals = !extra.signals.is_empty();
+            self.trim_extra();
         }
     }
 
@@ -399,6 +431,7 @@ impl Core {
     pub(crate) fn detach_name(&mut self, name: &str) {
         if let Some(extra) = self.extra.as_mut() {
             extra.names.retain(|n| &**n != name);
+            self.trim_extra();
         }
     }
 
@@ -421,7 +454,9 @@ impl Core {
         };
         let before = extra.groups.len();
         extra.groups.retain(|g| &**g != group);
-        before != extra.groups.len()
+        let left = before != extra.groups.len();
+        self.trim_extra();
+        left
     }
 
     /// Empties the record for the exit notifications.
@@ -432,6 +467,8 @@ impl Core {
         };
         parts.wakers.extend(self.recv_waker.take());
         parts.wakers.extend(self.task_waker.take());
+        self.has_signals = false;
+        self.has_senders = false;
         if let Some(extra) = self.extra.take() {
             let extra = *extra;
             parts.watchers = extra.watchers.into_iter().collect();
