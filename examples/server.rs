@@ -20,7 +20,10 @@ use courier::store::Durability;
 
 /// jemalloc, as in the load tool: glibc's allocator makes the store writer
 /// and the sessions slow when blocks are freed on another thread than the
-/// one that allocated them (see docs/benchmarks.md).
+/// one that allocated them (see docs/benchmarks.md). Built with its
+/// background threads, which return freed pages to the system while the
+/// server is idle; without them an idle server keeps what its sessions
+/// freed when their frame logic stopped.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -28,8 +28,10 @@ pub(crate) struct IdleArgs {
     resume: bool,
     /// Seconds the sessions stay silent before the "after" reading: past
     /// the server's default 15 s after which an idle session's frame-logic
-    /// process stops, so the reading is of sessions in their idle shape.
-    #[arg(long, default_value_t = 16)]
+    /// process stops, plus the 10 s in which the example server's allocator
+    /// hands the pages so freed back to the system, so the reading is of
+    /// sessions in their idle shape.
+    #[arg(long, default_value_t = 30)]
     idle_secs: u64,
     /// Seconds to hold the sessions after measuring.
     #[arg(long, default_value_t = 0)]
