@@ -362,3 +362,69 @@ impl Store for RedbStore {
         self.read(move |r| r.group(&group)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(sender: &str, id: u8, body: &'static [u8]) -> ParkedFrame {
+        ParkedFrame {
+            recipient: DeviceKey::new("bob", 1),
+            sender: DeviceKey::new(sender, 1),
+            id: MessageId([id; 16]),
+            group: None,
+            body: bytes::Bytes::from_static(body),
+            sent_at_ms: u64::from(id),
+        }
+    }
+
+    /// Two frames of one mailbox whose (sender, id) pairs share a hash: an
+    /// ack for the second takes the first out of the log, sees that it is
+    /// not the one, puts it back unchanged and removes the right one.
+    #[tokio::test]
+    async fn an_ack_whose_hash_another_frame_shares_removes_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let bob = DeviceKey::new("bob", 1);
+        let (carol_frame, alice_frame) = (
+            frame("carol", 2, b"for bob from carol"),
+            frame("alice", 1, b"for bob from alice"),
+        );
+        {
+            let (store, writer) = RedbStore::open(&StoreConfig::new(&path)).unwrap();
+            let writer = tokio::spawn(writer.run());
+            store.park(vec![carol_frame.clone()]).await.unwrap();
+            store.park(vec![alice_frame.clone()]).await.unwrap();
+            let pending = store.pending(&bob, 0, 10).await.unwrap();
+            let carol_seq = pending[0].seq;
+            {
+                // Carol's frame, parked first, now answers to Alice's hash.
+                let mut index = store.cell.frame_index();
+                let alice_print = index.print("alice", 1, &alice_frame.id.0);
+                index.refile(&bob, carol_seq, alice_print);
+            }
+
+            let removed = store
+                .remove(&bob, &alice_frame.sender, alice_frame.id)
+                .await
+                .unwrap();
+            assert_eq!(removed.map(|r| r.sender), Some(alice_frame.sender.clone()));
+            let left = store.pending(&bob, 0, 10).await.unwrap();
+            assert_eq!(left.len(), 1);
+            assert_eq!(left[0].seq, carol_seq);
+            assert_eq!(left[0].frame, carol_frame);
+            drop(store);
+            writer.await.unwrap().unwrap();
+        }
+
+        // Reopened, the index is rebuilt from the log: Carol's frame is
+        // filed under its own hash again and her ack removes it.
+        let store = RedbStore::open_spawned(&StoreConfig::new(&path)).unwrap();
+        let removed = store
+            .remove(&bob, &carol_frame.sender, carol_frame.id)
+            .await
+            .unwrap();
+        assert_eq!(removed.map(|r| r.sender), Some(carol_frame.sender));
+        assert!(store.pending(&bob, 0, 10).await.unwrap().is_empty());
+    }
+}

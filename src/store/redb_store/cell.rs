@@ -57,6 +57,12 @@ impl DbCell {
         &self.path
     }
 
+    /// The frame index, for tests that need to bend it.
+    #[cfg(test)]
+    pub(super) fn frame_index(&self) -> parking_lot::MutexGuard<'_, FrameIndex> {
+        self.parked.lock()
+    }
+
     pub(super) fn commit_count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }

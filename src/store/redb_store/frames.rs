@@ -125,14 +125,33 @@ impl FrameIndex {
 
     /// The seqs of `recipient`'s frames filed under `print`, oldest first.
     ///
-    /// Acks come in delivery order, so the match is usually the first.
-    pub(super) fn candidates(&self, recipient: &DeviceKey, print: u64) -> Vec<u64> {
-        self.mailboxes.get(recipient).map_or_else(Vec::new, |list| {
-            list.iter()
-                .filter(|entry| entry.print == print)
-                .map(|entry| entry.seq)
-                .collect()
-        })
+    /// Acks come in delivery order, so the match is usually the first, and
+    /// the walk stops there: draining a long mailbox does not scan all of
+    /// it for every ack.
+    pub(super) fn candidates(
+        &self,
+        recipient: &DeviceKey,
+        print: u64,
+    ) -> impl Iterator<Item = u64> + '_ {
+        self.mailboxes
+            .get(recipient)
+            .into_iter()
+            .flatten()
+            .filter(move |entry| entry.print == print)
+            .map(|entry| entry.seq)
+    }
+
+    /// Files `recipient`'s frame `seq` under `print` instead of its own
+    /// hash, so that tests can make two frames collide.
+    #[cfg(test)]
+    pub(super) fn refile(&mut self, recipient: &DeviceKey, seq: u64, print: u64) {
+        let entry = self
+            .mailboxes
+            .get_mut(recipient)
+            .and_then(|list| list.iter_mut().find(|entry| entry.seq == seq));
+        if let Some(entry) = entry {
+            entry.print = print;
+        }
     }
 
     /// Takes `seq` out of `recipient`'s list.

@@ -356,6 +356,7 @@ impl<'t> Writes<'t> {
         // check it is the one (a frame whose pair merely shares the hash
         // goes back).
         let print = self.parked.print(&sender.user, sender.device, &id.0);
+        let mut found = None;
         for seq in self.parked.candidates(recipient, print) {
             let Some(old) = self.frames.remove(seq)? else {
                 continue;
@@ -363,13 +364,8 @@ impl<'t> Writes<'t> {
             let value = old.value();
             let (_, _, from, from_device, frame_id, _, _, sent_at_ms) = value;
             if frame_id == id.0 && from_device == sender.device && from == sender.user {
-                drop(old);
-                self.parked.remove(recipient, seq);
-                return Ok(Some(Removed {
-                    seq,
-                    sender: sender.clone(),
-                    sent_at_ms,
-                }));
+                found = Some((seq, sent_at_ms));
+                break;
             }
             let (user, device, from, from_device, frame_id, group, body, sent_at_ms) = value;
             let (user, from, group, body) = (
@@ -391,7 +387,14 @@ impl<'t> Writes<'t> {
             );
             self.frames.insert(seq, value)?;
         }
-        Ok(None)
+        Ok(found.map(|(seq, sent_at_ms)| {
+            self.parked.remove(recipient, seq);
+            Removed {
+                seq,
+                sender: sender.clone(),
+                sent_at_ms,
+            }
+        }))
     }
 
     fn bind_identity(&mut self, user: &str, identity: &Identity) -> Applied {
