@@ -404,7 +404,9 @@ pub trait Store: Send + Sync + 'static {
         members: Vec<String>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Adds members to a group; returns the version, bumped if anything changed.
+    /// Changes a group's members in one transaction: takes `remove` out,
+    /// then puts `add` in (so a name in both ends up a member). Returns the
+    /// version, bumped once if a member was taken out or put in.
     ///
     /// # Errors
     ///
@@ -414,27 +416,11 @@ pub trait Store: Send + Sync + 'static {
     /// # Cancel safety
     ///
     /// Dropping the future does not withdraw the change.
-    fn add_group_members(
+    fn change_group_members(
         &self,
         group: &str,
-        members: Vec<String>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Removes members from a group; returns the version, bumped if anything
-    /// changed.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::UnknownGroup`] if there is no such group; write errors as
-    /// [`Store::park`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future does not withdraw the change.
-    fn remove_group_members(
-        &self,
-        group: &str,
-        members: Vec<String>,
+        remove: Vec<String>,
+        add: Vec<String>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Returns a group's members (sorted) and version, if it exists.

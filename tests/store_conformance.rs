@@ -418,25 +418,25 @@ async fn groups_track_members_and_version<S: Store>(f: Fixture<S>) {
     );
 
     assert_eq!(
-        bounded(s.add_group_members("g", vec!["bob".to_owned()]))
+        bounded(s.change_group_members("g", vec![], vec!["bob".to_owned()]))
             .await
             .unwrap(),
         2
     );
     assert_eq!(
-        bounded(s.add_group_members("g", vec!["bob".to_owned()]))
+        bounded(s.change_group_members("g", vec![], vec!["bob".to_owned()]))
             .await
             .unwrap(),
         2
     );
     assert_eq!(
-        bounded(s.remove_group_members("g", vec!["carol".to_owned()]))
+        bounded(s.change_group_members("g", vec!["carol".to_owned()], vec![]))
             .await
             .unwrap(),
         3
     );
     assert_eq!(
-        bounded(s.remove_group_members("g", vec!["zed".to_owned()]))
+        bounded(s.change_group_members("g", vec!["zed".to_owned()], vec![]))
             .await
             .unwrap(),
         3
@@ -445,12 +445,30 @@ async fn groups_track_members_and_version<S: Store>(f: Fixture<S>) {
     assert_eq!(group.members, vec!["alice".to_owned(), "bob".to_owned()]);
     assert_eq!(group.version, 3);
 
+    // Out and in with one call: one commit, one version.
     assert_eq!(
-        bounded(s.add_group_members("h", vec![])).await,
+        bounded(s.change_group_members(
+            "g",
+            vec!["alice".to_owned()],
+            vec!["dave".to_owned(), "erin".to_owned()]
+        ))
+        .await
+        .unwrap(),
+        4
+    );
+    let group = bounded(s.group("g")).await.unwrap().unwrap();
+    assert_eq!(
+        group.members,
+        vec!["bob".to_owned(), "dave".to_owned(), "erin".to_owned()]
+    );
+    assert_eq!(group.version, 4);
+
+    assert_eq!(
+        bounded(s.change_group_members("h", vec![], vec!["bob".to_owned()])).await,
         Err(StoreError::UnknownGroup)
     );
     assert_eq!(
-        bounded(s.remove_group_members("h", vec![])).await,
+        bounded(s.change_group_members("h", vec!["bob".to_owned()], vec![])).await,
         Err(StoreError::UnknownGroup)
     );
     assert_eq!(bounded(s.group("h")).await.unwrap(), None);
@@ -460,7 +478,7 @@ async fn groups_track_members_and_version<S: Store>(f: Fixture<S>) {
         .unwrap();
     assert_eq!(
         bounded(s.group("g")).await.unwrap().unwrap().members.len(),
-        2
+        3
     );
 }
 

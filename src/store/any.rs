@@ -137,20 +137,13 @@ impl Store for AnyStore {
         delegate!(self.create_group(group, members))
     }
 
-    async fn add_group_members(
+    async fn change_group_members(
         &self,
         group: &str,
-        members: Vec<String>,
+        remove: Vec<String>,
+        add: Vec<String>,
     ) -> Result<u64, StoreError> {
-        delegate!(self.add_group_members(group, members))
-    }
-
-    async fn remove_group_members(
-        &self,
-        group: &str,
-        members: Vec<String>,
-    ) -> Result<u64, StoreError> {
-        delegate!(self.remove_group_members(group, members))
+        delegate!(self.change_group_members(group, remove, add))
     }
 
     async fn group(&self, group: &str) -> Result<Option<Group>, StoreError> {

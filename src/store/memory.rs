@@ -341,30 +341,19 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn add_group_members(
+    async fn change_group_members(
         &self,
         group: &str,
-        members: Vec<String>,
+        remove: Vec<String>,
+        add: Vec<String>,
     ) -> Result<u64, StoreError> {
         self.write(|state| {
             state.group_change(group, |set| {
-                members
-                    .into_iter()
-                    .fold(false, |changed, m| set.insert(m) | changed)
-            })
-        })
-    }
-
-    async fn remove_group_members(
-        &self,
-        group: &str,
-        members: Vec<String>,
-    ) -> Result<u64, StoreError> {
-        self.write(|state| {
-            state.group_change(group, |set| {
-                members
+                let removed = remove
                     .iter()
-                    .fold(false, |changed, m| set.remove(m) | changed)
+                    .fold(false, |changed, m| set.remove(m) | changed);
+                add.into_iter()
+                    .fold(removed, |changed, m| set.insert(m) | changed)
             })
         })
     }

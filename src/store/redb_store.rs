@@ -331,28 +331,16 @@ impl Store for RedbStore {
         expect_response!(self.submit(request).await?, Count)
     }
 
-    async fn add_group_members(
+    async fn change_group_members(
         &self,
         group: &str,
-        members: Vec<String>,
+        remove: Vec<String>,
+        add: Vec<String>,
     ) -> Result<u64, StoreError> {
         let request = Request::ChangeGroup {
             group: group.to_owned(),
-            members,
-            add: true,
-        };
-        expect_response!(self.submit(request).await?, Count)
-    }
-
-    async fn remove_group_members(
-        &self,
-        group: &str,
-        members: Vec<String>,
-    ) -> Result<u64, StoreError> {
-        let request = Request::ChangeGroup {
-            group: group.to_owned(),
-            members,
-            add: false,
+            remove,
+            add,
         };
         expect_response!(self.submit(request).await?, Count)
     }

@@ -80,12 +80,12 @@ impl Directory {
     ) -> Result<u64, StoreError> {
         let names = members.iter().map(|m| m.to_string()).collect();
         self.store
-            .add_group_members(&group.to_string(), names)
+            .change_group_members(&group.to_string(), Vec::new(), names)
             .await
     }
 
-    /// Removes members (and hands ownership on when the owner goes);
-    /// returns the version.
+    /// Removes members (and hands ownership on when the owner goes) in one
+    /// store commit; returns the version.
     pub(crate) async fn remove_members(
         &self,
         record: &GroupRecord,
@@ -105,17 +105,16 @@ impl Directory {
                 names.push(format!("{CREATED_PREFIX}{created}"));
             }
         }
-        let mut version = self
-            .store
-            .remove_group_members(&group.to_string(), names)
-            .await?;
-        if owner_leaves && let Some(next) = next_owner {
-            version = self
-                .store
-                .add_group_members(&group.to_string(), vec![format!("{OWNER_PREFIX}{next}")])
-                .await?;
-        }
-        Ok(version)
+        // The new owner goes in with the same commit that takes the old one
+        // out: the group is never without an owner, and the version moves
+        // by one.
+        let new_owner = match (owner_leaves, next_owner) {
+            (true, Some(next)) => vec![format!("{OWNER_PREFIX}{next}")],
+            _ => Vec::new(),
+        };
+        self.store
+            .change_group_members(&group.to_string(), names, new_owner)
+            .await
     }
 }
 

@@ -66,8 +66,8 @@ pub(super) enum Request {
     CreateGroup(String, Vec<String>),
     ChangeGroup {
         group: String,
-        members: Vec<String>,
-        add: bool,
+        remove: Vec<String>,
+        add: Vec<String>,
     },
 }
 
@@ -258,11 +258,9 @@ impl<'t> Writes<'t> {
                 Ok(Response::Prekey(self.take_one_time_prekey(&device)?))
             }
             Request::CreateGroup(group, members) => self.create_group(&group, &members)?,
-            Request::ChangeGroup {
-                group,
-                members,
-                add,
-            } => self.change_group(&group, &members, add)?,
+            Request::ChangeGroup { group, remove, add } => {
+                self.change_group(&group, &remove, &add)?
+            }
         })
     }
 
@@ -457,18 +455,16 @@ impl<'t> Writes<'t> {
         Ok(Ok(Response::Count(1)))
     }
 
-    fn change_group(&mut self, group: &str, members: &[String], add: bool) -> Applied {
+    fn change_group(&mut self, group: &str, remove: &[String], add: &[String]) -> Applied {
         let Some(version) = self.groups.get(group)?.map(|v| v.value()) else {
             return Ok(Err(StoreError::UnknownGroup));
         };
         let mut changed = false;
-        for member in members {
-            let key = (group, member.as_str());
-            changed |= if add {
-                self.members.insert(key, ())?.is_none()
-            } else {
-                self.members.remove(key)?.is_some()
-            };
+        for member in remove {
+            changed |= self.members.remove((group, member.as_str()))?.is_some();
+        }
+        for member in add {
+            changed |= self.members.insert((group, member.as_str()), ())?.is_none();
         }
         let version = if changed { version + 1 } else { version };
         self.groups.insert(group, version)?;
