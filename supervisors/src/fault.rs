@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::exit::ExitReason;
 use crate::node::Node;
 use crate::pid::Pid;
-use crate::rng::SplitMix;
+pub use crate::rng::SplitMix;
 use crate::supervisor::SupervisorRef;
 
 /// Sends an exit signal with `reason` to `pid`; false if it is not alive.
