@@ -49,13 +49,11 @@
 //! - One node: there is no cross-node routing yet.
 //! - A parked group notice (which the protocol does not ack) is deleted once
 //!   it is queued for the socket; a connection that drops at that moment
-//!   loses it. Receipts are kept until confirmed, except by a session that
-//!   is killed outright.
+//!   loses it. Receipts are kept until confirmed, also through a session
+//!   that is killed outright.
 //! - A user name is bound to its first device's identity; the default
 //!   [`Authenticator`] lets further devices register only with the same
 //!   identity, so multi-device needs an embedder's authenticator.
-//! - A group owner leaving is two store writes, so the group's version
-//!   jumps by two and clients never see the one in between.
 //! - The server writes to sockets whose peer may have gone; a program whose
 //!   `main` is not Rust's (which ignores `SIGPIPE`) must ignore `SIGPIPE`
 //!   itself.
@@ -373,6 +371,17 @@ impl ServerHandle {
     #[cfg(feature = "chaos")]
     pub fn node(&self) -> Option<supervisors::Node> {
         self.shared.upgrade().map(|s| s.node.clone())
+    }
+
+    /// The pid of the session process serving `device`, if it is online
+    /// (fault injection).
+    #[cfg(feature = "chaos")]
+    pub fn session_pid(&self, device: &crate::protocol::DeviceId) -> Option<supervisors::Pid> {
+        let shared = self.shared.upgrade()?;
+        shared
+            .router
+            .get(&router::key_of(device))
+            .map(|link| link.addr.pid())
     }
 
     /// The root supervisor of the server's tree (fault injection).

@@ -7,6 +7,7 @@ mod support;
 use courier::protocol::{DeliveryAck, ServerFrame};
 use courier::server::Limits;
 use courier::store::Durability;
+use supervisors::ExitReason;
 use support::{Identity, TestClient, TestServer, mid, random_id};
 
 #[tokio::test]
@@ -96,6 +97,39 @@ async fn a_receipt_the_sender_never_read_comes_again_after_it_reconnects() {
     let mut alice = TestClient::connect(&server, alice_id).await;
     let receipt = alice.expect_delivered().await;
     assert_eq!(receipt.id, mid(8));
+    assert_eq!(receipt.to, bob.device());
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_receipt_held_by_a_killed_session_comes_again_after_reconnect() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice", 0).await;
+    let mut bob = server.client("bob", 0).await;
+    alice.send_direct(&bob.device(), mid(9), b"x").await;
+    let d = bob.expect_deliver().await;
+    bob.ack(&d).await;
+    // The receipt is with alice's session now; alice never answers the
+    // confirmation ping, so the session still holds it when it is killed.
+    bob.sync().await;
+    let Some(node) = server.handle.node() else {
+        panic!("server running");
+    };
+    let Some(session) = server.handle.session_pid(&alice.device()) else {
+        panic!("alice online");
+    };
+    assert!(node.kill(session));
+    assert_eq!(node.watch(session).await, ExitReason::Killed);
+    assert_eq!(
+        server.handle.session_pid(&alice.device()),
+        None,
+        "a killed session leaves the router"
+    );
+    let alice_id = alice.id.clone();
+    drop(alice);
+    let mut alice = TestClient::connect(&server, alice_id).await;
+    let receipt = alice.expect_delivered().await;
+    assert_eq!(receipt.id, mid(9));
     assert_eq!(receipt.to, bob.device());
     server.handle.shutdown().await;
 }

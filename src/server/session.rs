@@ -139,7 +139,7 @@ pub(crate) async fn run(
 }
 
 async fn run_inner(
-    mut ctx: Ctx<SessionMsg>,
+    ctx: Ctx<SessionMsg>,
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
@@ -147,12 +147,26 @@ async fn run_inner(
 ) -> ExitReason {
     // Boxed: the handshake's state is large and only needed once, so an
     // established session's future holds just the session.
-    let Some(mut session) = Box::pin(open(&ctx, shared, tcp, peer, guard)).await else {
+    let Some(session) = Box::pin(open(&ctx, shared, tcp, peer, guard)).await else {
         return ExitReason::Normal;
     };
-    let reason = session.serve(&mut ctx).await;
-    session.finish(&mut ctx);
-    reason
+    let mut open = Established { ctx, session };
+    open.session.serve(&mut open.ctx).await
+}
+
+/// An established session with its process context. Dropping it finishes
+/// the session, so that a session leaves the router and hands on its
+/// receipts however its task ends: by returning, by a panic, or killed (a
+/// killed process's body is dropped and never resumed).
+struct Established {
+    ctx: Ctx<SessionMsg>,
+    session: Session,
+}
+
+impl Drop for Established {
+    fn drop(&mut self) {
+        self.session.finish(&mut self.ctx);
+    }
 }
 
 /// Completes TLS, sends `ServerHello` and starts the logic.
@@ -690,6 +704,7 @@ impl Session {
     }
 
     /// Leaves the router, hands on unconfirmed receipts and stops the logic.
+    /// Runs once, when the session is dropped (see [`Established`]).
     fn finish(&mut self, ctx: &mut Ctx<SessionMsg>) {
         if let Some(device) = self.state.device() {
             let key = key_of(device);
@@ -697,7 +712,12 @@ impl Session {
                 self.shared.presence.went_offline(&self.shared, device);
             }
             let mut unconfirmed = self.receipts.take_unconfirmed();
-            while let Some(env) = ctx.try_recv() {
+            // While unwinding from a panic the mailbox stays unread: a
+            // receive can itself panic (an injected fault), and a second
+            // panic there would abort the server.
+            while !std::thread::panicking()
+                && let Some(env) = ctx.try_recv()
+            {
                 if let Envelope::Message(msg) = env {
                     unconfirmed.extend(receipts::receipt_in(msg));
                 }

@@ -9,8 +9,11 @@
 //! device's newer session if it has one, and are parked for the device
 //! otherwise.
 //!
-//! A session killed outright (not ending by itself) cannot hand its
-//! receipts on; those are lost. The messages they confirm never are.
+//! This runs however the session ends, killed outright included (its
+//! body is dropped then). Only receipts still in the mailbox of a process
+//! that was ended from outside its task (a task that never yields, see
+//! `supervisors` on shutdown timeouts) are lost with that mailbox; the
+//! messages they confirm never are.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,7 +150,7 @@ pub(super) fn hand_on(shared: &Arc<Shared>, device: &DeviceId, receipts: Vec<Del
     }
     // A fresh id per receipt: its own id may already be in the store's
     // de-duplication window from an earlier parking.
-    let notices = left
+    let notices: Vec<Notice> = left
         .into_iter()
         .map(|receipt| Notice {
             recipient: key.clone(),
@@ -156,8 +159,14 @@ pub(super) fn hand_on(shared: &Arc<Shared>, device: &DeviceId, receipts: Vec<Del
             frame: ServerFrame::Delivered(receipt),
         })
         .collect();
+    // A session dropped by a runtime that is shutting down has no runtime
+    // to park with; the store is closing then, too.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(count = notices.len(), "receipts not parked: runtime gone");
+        return;
+    };
     let shared = Arc::clone(shared);
-    tokio::spawn(async move { park_notices(&shared, notices).await });
+    runtime.spawn(async move { park_notices(&shared, notices).await });
 }
 
 #[cfg(test)]
