@@ -36,8 +36,8 @@
 //! A device that connects drains its parked frames in order before live
 //! ones. A `DeliveryAck` deletes the frame and sends a `Delivered` receipt
 //! to the sender, parking the receipt when the sender is offline; a session
-//! keeps the receipts it wrote until a ping after them is answered, and
-//! hands unconfirmed ones on when it ends. The store work of up to 32 sends
+//! keeps the receipts and group notices it wrote until a ping after them is
+//! answered, and hands unconfirmed ones on when it ends, however it ends. The store work of up to 32 sends
 //! and acks of one connection is in flight at once; their completions run in
 //! frame order, so per-sender order holds. A connection replaced by a newer
 //! one of the same device forwards nothing more; the client resends on the
@@ -47,10 +47,9 @@
 //! # Limitations
 //!
 //! - One node: there is no cross-node routing yet.
-//! - A parked group notice (which the protocol does not ack) is deleted once
-//!   it is queued for the socket; a connection that drops at that moment
-//!   loses it. Receipts are kept until confirmed, also through a session
-//!   that is killed outright.
+//! - Receipts and group notices a session could not confirm are lost only
+//!   when its process was ended from outside its task with them still in
+//!   its mailbox (a session that never yields past its shutdown timeout).
 //! - A user name is bound to its first device's identity; the default
 //!   [`Authenticator`] lets further devices register only with the same
 //!   identity, so multi-device needs an embedder's authenticator.

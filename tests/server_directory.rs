@@ -250,6 +250,76 @@ async fn groups_fan_out_and_enforce_membership() {
 }
 
 #[tokio::test]
+async fn a_group_notice_the_member_never_read_comes_again_after_reconnect() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice", 0).await;
+    let bob = server.client("bob", 0).await;
+    let group = GroupId([7; 16]);
+    alice
+        .send(CreateGroup {
+            id: mid(1),
+            group,
+            members: vec![name("bob")],
+        })
+        .await;
+    expect_accepted(&mut alice, mid(1)).await;
+    // The notices go out after the answer; the answer to a later ping
+    // means bob's session has his.
+    alice.sync().await;
+    // Bob's connection goes away without reading it.
+    let bob_id = bob.id.clone();
+    drop(bob);
+    let mut bob = TestClient::connect(&server, bob_id).await;
+    match bob.recv().await {
+        ServerFrame::GroupChanged(c) => {
+            assert_eq!(c.group, group);
+            assert_eq!(c.version, 1);
+            assert_eq!(c.by, alice.device());
+        }
+        other => panic!("expected GroupChanged, got {other:?}"),
+    }
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_parked_group_notice_stays_until_the_client_confirms_it() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice", 0).await;
+    let bob = server.client("bob", 0).await;
+    let bob_id = bob.id.clone();
+    drop(bob);
+    let group = GroupId([8; 16]);
+    alice
+        .send(CreateGroup {
+            id: mid(1),
+            group,
+            members: vec![name("bob")],
+        })
+        .await;
+    expect_accepted(&mut alice, mid(1)).await;
+    alice.sync().await;
+    // Bob's mailbox hands him the notice; he goes away before answering
+    // the ping that would confirm it, so it comes again.
+    for _ in 0..2 {
+        let mut bob = TestClient::connect(&server, bob_id.clone()).await;
+        assert!(matches!(bob.recv().await, ServerFrame::GroupChanged(_)));
+    }
+    // Once confirmed, it does not.
+    let mut bob = TestClient::connect(&server, bob_id.clone()).await;
+    let before = bob.answer_ping().await;
+    assert!(
+        matches!(before[..], [ServerFrame::GroupChanged(_)]),
+        "{before:?}"
+    );
+    // The pong is handled before the answer to this ping.
+    bob.sync().await;
+    drop(bob);
+    let mut bob = TestClient::connect(&server, bob_id).await;
+    assert!(bob.sync().await.is_empty());
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn group_size_is_limited() {
     let mut limits = Limits::default();
     limits.max_group_size = 2;

@@ -12,7 +12,7 @@
 //! (see [`Delivery`]).
 
 mod io;
-mod receipts;
+mod unconfirmed;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use self::io::{Conn, IoError};
-use self::receipts::Receipts;
+use self::unconfirmed::{Kept, Unconfirmed};
 use super::logic::{self, LogicMsg, TokenBucket, Upload};
 use super::metrics as m;
 use super::router::key_of;
@@ -156,7 +156,7 @@ async fn run_inner(
 
 /// An established session with its process context. Dropping it finishes
 /// the session, so that a session leaves the router and hands on its
-/// receipts however its task ends: by returning, by a panic, or killed (a
+/// unconfirmed frames however its task ends: by returning, by a panic, or killed (a
 /// killed process's body is dropped and never resumed).
 struct Established {
     ctx: Ctx<SessionMsg>,
@@ -238,7 +238,7 @@ async fn open(
         sent: 0,
         inflight: std::collections::VecDeque::new(),
         delivery: Delivery::default(),
-        receipts: Receipts::default(),
+        unconfirmed: Unconfirmed::default(),
         restarts: None,
         handshake_deadline: Some(deadline),
         last_read: Instant::now(),
@@ -343,7 +343,7 @@ struct Session {
     sent: u64,
     inflight: std::collections::VecDeque<(u64, Arc<ClientFrame>)>,
     delivery: Delivery,
-    receipts: Receipts,
+    unconfirmed: Unconfirmed,
     /// When the logic crashed within the restart period. Boxed: it stays
     /// `None` in almost every session, which is then 16 bytes smaller.
     #[expect(
@@ -362,10 +362,10 @@ impl Session {
     async fn serve(&mut self, ctx: &mut Ctx<SessionMsg>) -> ExitReason {
         loop {
             let now = Instant::now();
-            if self.receipts.wants_ping(now) && !self.closing {
+            if self.unconfirmed.wants_ping(now) && !self.closing {
                 self.nonce += 1;
                 self.write(&ServerFrame::Ping(Ping { nonce: self.nonce }));
-                self.receipts.ping_sent(self.nonce, now);
+                self.unconfirmed.ping_sent(self.nonce, now);
             }
             if let Err(err) = self.conn.flush(self.shared.limits.idle_timeout).await {
                 tracing::debug!(error = %err, "write failed");
@@ -442,7 +442,7 @@ impl Session {
             };
             metrics::counter!(m::FRAMES_IN).increment(1);
             if let ClientFrame::Pong(pong) = &frame {
-                self.receipts.pong(pong.nonce);
+                self.unconfirmed.pong(pong.nonce);
             }
             self.sent += 1;
             let frame = Arc::new(frame);
@@ -639,7 +639,7 @@ impl Session {
         if let Some(deadline) = self.handshake_deadline {
             next = next.min(deadline);
         }
-        if let Some(due) = self.receipts.ping_due() {
+        if let Some(due) = self.unconfirmed.ping_due() {
             next = next.min(due);
         }
         next
@@ -669,13 +669,13 @@ impl Session {
         None
     }
 
-    /// Writes a frame handed to the session; a receipt is kept until the
-    /// client confirms it (even on a closing connection, where nothing is
+    /// Writes a frame handed to the session; a receipt or group notice is
+    /// kept until the client confirms it (even on a closing connection, where nothing is
     /// written any more).
     fn write_kept(&mut self, frame: Box<ServerFrame>) {
         self.write(&frame);
-        if let ServerFrame::Delivered(receipt) = *frame {
-            self.receipts.written(receipt);
+        if let Some(kept) = Kept::from_frame(*frame) {
+            self.unconfirmed.written(kept);
         }
     }
 
@@ -703,7 +703,7 @@ impl Session {
         self.closing = true;
     }
 
-    /// Leaves the router, hands on unconfirmed receipts and stops the logic.
+    /// Leaves the router, hands on unconfirmed frames and stops the logic.
     /// Runs once, when the session is dropped (see [`Established`]).
     fn finish(&mut self, ctx: &mut Ctx<SessionMsg>) {
         if let Some(device) = self.state.device() {
@@ -711,7 +711,7 @@ impl Session {
             if self.shared.router.unregister(&key, self.state.conn) {
                 self.shared.presence.went_offline(&self.shared, device);
             }
-            let mut unconfirmed = self.receipts.take_unconfirmed();
+            let mut frames = self.unconfirmed.take();
             // While unwinding from a panic the mailbox stays unread: a
             // receive can itself panic (an injected fault), and a second
             // panic there would abort the server.
@@ -719,10 +719,10 @@ impl Session {
                 && let Some(env) = ctx.try_recv()
             {
                 if let Envelope::Message(msg) = env {
-                    unconfirmed.extend(receipts::receipt_in(msg));
+                    frames.extend(unconfirmed::kept_in(msg));
                 }
             }
-            receipts::hand_on(&self.shared, device, unconfirmed);
+            unconfirmed::hand_on(&self.shared, device, frames);
             self.shared.depths.went_offline(&key, &self.shared);
         }
         if let Some(logic) = &self.logic {

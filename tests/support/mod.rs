@@ -278,6 +278,28 @@ impl TestClient {
         }
     }
 
+    /// Waits for the server's next ping and answers it, confirming every
+    /// frame the server wrote before it. Returns those frames (without
+    /// `PrekeysLow`).
+    pub async fn answer_ping(&mut self) -> Vec<ServerFrame> {
+        let mut before = Vec::new();
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.conn.framed.next())
+                .await
+                .expect("a frame in time")
+                .expect("connection open")
+                .expect("a valid frame");
+            match frame {
+                ServerFrame::Ping(ping) => {
+                    self.send(protocol::Pong { nonce: ping.nonce }).await;
+                    return before;
+                }
+                ServerFrame::PrekeysLow(_) => {}
+                other => before.push(other),
+            }
+        }
+    }
+
     /// Sends a ping and waits for its pong: every earlier frame of this
     /// connection has been handled by then. Returns the frames before it.
     pub async fn sync(&mut self) -> Vec<ServerFrame> {
