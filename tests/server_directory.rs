@@ -249,12 +249,9 @@ async fn groups_fan_out_and_enforce_membership() {
     server.handle.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_group_notice_the_member_never_read_comes_again_after_reconnect() {
-    let server = TestServer::start().await;
-    let mut alice = server.client("alice", 0).await;
-    let bob = server.client("bob", 0).await;
-    let group = GroupId([7; 16]);
+/// Alice creates `group` with bob and waits until the notices are out:
+/// they go after the answer, and the answer to a later ping follows them.
+async fn create_group_with_bob(alice: &mut TestClient, group: GroupId) {
     alice
         .send(CreateGroup {
             id: mid(1),
@@ -262,10 +259,17 @@ async fn a_group_notice_the_member_never_read_comes_again_after_reconnect() {
             members: vec![name("bob")],
         })
         .await;
-    expect_accepted(&mut alice, mid(1)).await;
-    // The notices go out after the answer; the answer to a later ping
-    // means bob's session has his.
+    expect_accepted(alice, mid(1)).await;
     alice.sync().await;
+}
+
+#[tokio::test]
+async fn a_group_notice_the_member_never_read_comes_again_after_reconnect() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice", 0).await;
+    let bob = server.client("bob", 0).await;
+    let group = GroupId([7; 16]);
+    create_group_with_bob(&mut alice, group).await;
     // Bob's connection goes away without reading it.
     let bob_id = bob.id.clone();
     drop(bob);
@@ -288,16 +292,7 @@ async fn a_parked_group_notice_stays_until_the_client_confirms_it() {
     let bob = server.client("bob", 0).await;
     let bob_id = bob.id.clone();
     drop(bob);
-    let group = GroupId([8; 16]);
-    alice
-        .send(CreateGroup {
-            id: mid(1),
-            group,
-            members: vec![name("bob")],
-        })
-        .await;
-    expect_accepted(&mut alice, mid(1)).await;
-    alice.sync().await;
+    create_group_with_bob(&mut alice, GroupId([8; 16])).await;
     // Bob's mailbox hands him the notice; he goes away before answering
     // the ping that would confirm it, so it comes again.
     for _ in 0..2 {
@@ -315,7 +310,8 @@ async fn a_parked_group_notice_stays_until_the_client_confirms_it() {
     bob.sync().await;
     drop(bob);
     let mut bob = TestClient::connect(&server, bob_id).await;
-    assert!(bob.sync().await.is_empty());
+    let after = bob.sync().await;
+    assert!(after.is_empty(), "{after:?}");
     server.handle.shutdown().await;
 }
 

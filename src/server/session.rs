@@ -712,6 +712,9 @@ impl Session {
                 self.shared.presence.went_offline(&self.shared, device);
             }
             let mut frames = self.unconfirmed.take();
+            // Live frames held back during a drain were never written.
+            let held = std::mem::take(&mut self.delivery.held);
+            frames.extend(held.into_iter().filter_map(|(_, f)| Kept::from_frame(*f)));
             // While unwinding from a panic the mailbox stays unread: a
             // receive can itself panic (an injected fault), and a second
             // panic there would abort the server.

@@ -428,7 +428,9 @@ pub(crate) struct Notice {
 /// Parks notices (one store batch) and wakes the offline mailboxes. A
 /// device may have connected while its notice was being parked, after its
 /// drain read the mailbox, so each is forwarded live too when its device is
-/// online: a second copy of a notice is harmless.
+/// online. The session then keeps it until its client confirms it (and
+/// hands it on if it cannot), so the parked copy is removed: left there,
+/// it would come again on every later connection.
 pub(crate) async fn park_notices(shared: &Arc<Shared>, notices: Vec<Notice>) {
     let sent_at_ms = now_ms();
     let mut parked = Vec::with_capacity(notices.len());
@@ -455,11 +457,13 @@ pub(crate) async fn park_notices(shared: &Arc<Shared>, notices: Vec<Notice>) {
         return;
     }
     let count = parked.len();
+    let keys: Vec<(DeviceKey, store::MessageId)> =
+        parked.iter().map(|p| (p.sender.clone(), p.id)).collect();
     let outcomes = match shared.store.park(parked).await {
         Ok(outcomes) => outcomes,
         Err(e) => return tracing::warn!(error = %e, count, "notices not parked"),
     };
-    for ((key, frame), outcome) in frames.into_iter().zip(outcomes) {
+    for (((key, frame), (sender, id)), outcome) in frames.into_iter().zip(keys).zip(outcomes) {
         let ParkOutcome::Stored { seq } = outcome else {
             continue;
         };
@@ -470,6 +474,13 @@ pub(crate) async fn park_notices(shared: &Arc<Shared>, notices: Vec<Notice>) {
         };
         if shared.router.hand_off(&key, live) == Handoff::Offline {
             shared.depths.parked_offline(&key, shared);
+            continue;
+        }
+        // None: the device's drain sent and removed it first.
+        match shared.store.remove(&key, &sender, id).await {
+            Ok(Some(_)) => shared.depths.sub(&key, 1),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "notice sent live stays parked"),
         }
     }
 }

@@ -157,11 +157,12 @@ impl Unconfirmed {
     }
 }
 
-/// The kept frame in a message a session did not get to handle. A live
-/// frame is skipped: its parked copy stays until the device drains it.
+/// The kept frame in a message a session did not get to handle.
 pub(super) fn kept_in(msg: SessionMsg) -> Option<Kept> {
     match msg {
-        SessionMsg::Out(frame) | SessionMsg::Drained { frame, .. } => Kept::from_frame(*frame),
+        SessionMsg::Out(frame)
+        | SessionMsg::Drained { frame, .. }
+        | SessionMsg::Live { frame, .. } => Kept::from_frame(*frame),
         _ => None,
     }
 }
