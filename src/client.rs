@@ -61,7 +61,8 @@
 //! - Groups: a device that joins a user after that user's sender key went
 //!   out does not get the key until the membership changes; adding and
 //!   removing members after creation is not exposed yet (the server's
-//!   `GroupChanged` is followed).
+//!   `GroupChanged` is followed; a change that skips versions, as when this
+//!   device is added to a group, makes it ask for the whole group).
 //! - Media transfers need a connection (they are not queued like messages)
 //!   and hold the whole blob in memory; a dropped connection fails them.
 //! - The seen-id table grows without bound; ids older than the server's

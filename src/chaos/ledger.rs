@@ -42,8 +42,13 @@ pub struct Verdict {
     pub refused: u64,
     /// Messages delivered to their recipient (first delivery).
     pub delivered: u64,
-    /// `Delivered` receipts that reached senders.
+    /// `Delivered` receipts that reached senders (repeats included).
     pub receipts: u64,
+    /// Delivered messages whose sender had no receipt when the messages
+    /// settled. Reported, not a breach: a receipt may still be on its way,
+    /// and one that cannot be parked (a full disk, a store restarting) is
+    /// given up, while the message it confirms is not.
+    pub unreceipted: u64,
     /// Acknowledged messages never delivered.
     pub lost: u64,
     /// Deliveries beyond the first, after the client's de-duplication.
@@ -257,6 +262,9 @@ impl Ledger {
                 v.latencies.push(at.duration_since(e.sent_at));
             }
             v.receipts += u64::from(e.receipts);
+            if e.delivered_at.is_some() && e.receipts == 0 {
+                v.unreceipted += 1;
+            }
             if e.accepted && e.deliveries == 0 {
                 v.lost += 1;
                 v.note("lost", e);

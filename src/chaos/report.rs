@@ -189,7 +189,11 @@ impl fmt::Display for Report {
             m.stray,
             self.accepted_while_disk_full
         )?;
-        writeln!(f, "receipts: {}", m.receipts)?;
+        writeln!(
+            f,
+            "receipts: {} ({} delivered messages without one)",
+            m.receipts, m.unreceipted
+        )?;
         let l = &self.latency;
         writeln!(
             f,

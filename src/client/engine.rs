@@ -487,7 +487,7 @@ impl Engine {
                 self.on_delivered(delivered.id, delivered.to).await
             }
             ServerFrame::Bundle(bundle) => self.on_bundle(bundle).await,
-            ServerFrame::GroupChanged(changed) => self.on_group_changed(changed).await,
+            ServerFrame::GroupChanged(changed) => self.on_group_changed(conn, changed).await,
             ServerFrame::GroupInfo(info) => self.on_group_info(info).await,
             ServerFrame::MediaStored(stored) => {
                 self.on_media_stored(&stored);

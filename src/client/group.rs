@@ -97,8 +97,14 @@ impl Engine {
 
     /// Applies a membership change; a change of members makes a new sender
     /// key that goes out with the next group message.
+    ///
+    /// A change lists only who joined and who left, so it applies to the
+    /// version just before it. When this device missed versions in between
+    /// (it was just added to the group, or a notice was delayed), it asks
+    /// the server for the whole group instead; being removed needs no list.
     pub(crate) async fn on_group_changed(
         &mut self,
+        conn: &mut Connection,
         changed: GroupChanged,
     ) -> Result<(), ClientError> {
         let GroupChanged {
@@ -108,11 +114,14 @@ impl Engine {
             removed,
             ..
         } = changed;
-        let mut members = self
-            .store
-            .group(&group)?
-            .map(|record| record.members)
-            .unwrap_or_default();
+        let known = self.store.group(&group)?;
+        let next = known.as_ref().map_or(1, |record| record.version + 1);
+        let me = &self.me().user;
+        if version > next && !removed.contains(me) {
+            tracing::debug!(%group, version, next, "group versions missed; asking for the group");
+            return self.query_group(conn, group);
+        }
+        let mut members = known.map(|record| record.members).unwrap_or_default();
         for member in added {
             if !members.contains(&member) {
                 members.push(member);
