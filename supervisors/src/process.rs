@@ -148,7 +148,7 @@ impl<M: Send + 'static> Process<M> {
             return Err((msg, false));
         }
         st.queue.push_back(msg);
-        let waker = st.core.recv_waker.take();
+        let waker = st.core.take_recv_waker();
         drop(st);
         if let Some(w) = waker {
             w.wake();
@@ -173,7 +173,7 @@ impl<M: Send + 'static> Process<M> {
             if let Some(id) = waiter.take() {
                 st.core.remove_sender(id);
             }
-            let waker = st.core.recv_waker.take();
+            let waker = st.core.take_recv_waker();
             drop(st);
             if let Some(w) = waker {
                 w.wake();
@@ -209,10 +209,7 @@ impl<M: Send + 'static> Process<M> {
             return Poll::Ready(sig.into_envelope());
         }
         let Some(msg) = st.queue.pop_front() else {
-            match &st.core.recv_waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => st.core.recv_waker = Some(cx.waker().clone()),
-            }
+            st.core.register_recv(cx.waker());
             return Poll::Pending;
         };
         let inject = std::mem::take(&mut st.core.panic_next);

@@ -245,3 +245,33 @@ async fn try_recv_never_waits() {
     assert_eq!(timeout(HANG, got_rx).await.unwrap().unwrap(), 7);
     let _ = Envelope::<u32>::Message(1);
 }
+
+#[tokio::test]
+async fn a_receive_polled_under_another_waker_is_woken_too() {
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesUnordered;
+
+    let node = Node::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let addr = node.spawn(move |mut ctx: supervisors::Ctx<u32>| async move {
+        for _ in 0..3 {
+            // A receive inside a `FuturesUnordered` waits under that set's
+            // waker, not the task's own.
+            let mut set = FuturesUnordered::new();
+            set.push(ctx.recv_msg());
+            let n = set.next().await;
+            drop(set);
+            tx.send(n).unwrap();
+            // And once under the task's own waker.
+            let n = ctx.recv_msg().await;
+            tx.send(Some(n)).unwrap();
+        }
+        ExitReason::Normal
+    });
+    for n in 0..6 {
+        // Lets the process reach its receive before the message comes.
+        tokio::task::yield_now().await;
+        addr.send(n).await.unwrap();
+        assert_eq!(timeout(HANG, rx.recv()).await.unwrap(), Some(Some(n)));
+    }
+}

@@ -196,8 +196,13 @@ pub(crate) struct Core {
     pub(crate) fatal: Option<ExitReason>,
     /// The exit reason, once exited.
     pub(crate) exit: Option<ExitReason>,
-    pub(crate) recv_waker: Option<Waker>,
+    /// Who waits for the next message, when it is not the task itself.
+    recv_waker: Option<Waker>,
+    /// The process's own task, woken by fatal signals.
     pub(crate) task_waker: Option<Waker>,
+    /// The task itself waits for the next message: the common case needs
+    /// no second copy of its waker (one reference count less per spawn).
+    recv_on_task: bool,
     links: Links,
     extra: Option<Box<Extra>>,
     /// Whether `extra` holds queued signals: lets a receive skip reading
@@ -215,6 +220,25 @@ impl Core {
             trap_exits,
             ..Self::default()
         }
+    }
+
+    /// Registers `waker` to be woken by the next message.
+    pub(crate) fn register_recv(&mut self, waker: &Waker) {
+        if self.task_waker.as_ref().is_some_and(|t| t.will_wake(waker)) {
+            self.recv_on_task = true;
+            self.recv_waker = None;
+        } else if !self.recv_waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.recv_on_task = false;
+            self.recv_waker = Some(waker.clone());
+        }
+    }
+
+    /// Takes the waker registered by the last receive, if any.
+    pub(crate) fn take_recv_waker(&mut self) -> Option<Waker> {
+        if std::mem::take(&mut self.recv_on_task) {
+            return self.task_waker.clone();
+        }
+        self.recv_waker.take()
     }
 
     fn extra(&mut self) -> &mut Extra {
@@ -301,7 +325,7 @@ impl Core {
         } else {
             None
         };
-        [self.recv_waker.take(), task]
+        [self.take_recv_waker(), task]
     }
 
     fn set_fatal(&mut self, reason: ExitReason) {
@@ -465,7 +489,7 @@ impl Core {
             links: self.links.take(),
             ..ExitParts::default()
         };
-        parts.wakers.extend(self.recv_waker.take());
+        parts.wakers.extend(self.take_recv_waker());
         parts.wakers.extend(self.task_waker.take());
         self.has_signals = false;
         self.has_senders = false;
