@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::deadline::CallDeadline;
 use crate::exit::ExitReason;
 use crate::pid::{MonitorRef, Pid};
 use crate::process::{Cell, Process};
@@ -116,7 +117,10 @@ impl<M: Send + 'static> Addr<M> {
     /// Sends a request built by `make` around a [`ReplyTo`] and waits for the
     /// reply, like `gen_server:call`.
     ///
-    /// The timeout covers waiting for mailbox room and for the reply.
+    /// The timeout covers waiting for mailbox room and for the reply, and
+    /// fires when due. A timeout longer than 1.5 s arms no runtime timer
+    /// until its deadline is near (the node's ticks watch it), so a call
+    /// answered in time costs no timer.
     ///
     /// # Errors
     ///
@@ -148,10 +152,23 @@ impl<M: Send + 'static> Addr<M> {
                 }
             }
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout),
-        }
+        // The exchange first, then the deadline, as `tokio::time::timeout`
+        // does; the deadline rarely needs a runtime timer (`deadline.rs`).
+        let mut exchange = std::pin::pin!(exchange);
+        let mut deadline = std::pin::pin!(CallDeadline::new(
+            &self.proc.node().inner.deadlines,
+            timeout
+        ));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            deadline
+                .as_mut()
+                .poll_expired(cx)
+                .map(|()| Err(CallError::Timeout))
+        })
+        .await
     }
 
     /// A future resolving with this process's exit reason (immediately if

@@ -105,6 +105,7 @@
 mod actor;
 mod addr;
 mod ctx;
+mod deadline;
 mod dynamic;
 mod exit;
 pub mod fault;

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::time::Duration;
 
 use dashmap::DashMap;
 use tokio::runtime::Handle;
@@ -12,6 +11,7 @@ use tracing::Instrument;
 use crate::actor::{Actor, run_actor};
 use crate::addr::{Addr, ExitWatch};
 use crate::ctx::Ctx;
+use crate::deadline::{Deadlines, TICK};
 use crate::exit::ExitReason;
 use crate::pid::{IdBuild, MonitorRef, Pid};
 use crate::process::{Cell, ExitCounter, Process, ProcessTask, Watcher};
@@ -40,6 +40,8 @@ pub(crate) struct NodeInner {
     pub(crate) groups: DashMap<Arc<str>, crate::group::Members>,
     /// Shared state of running dynamic supervisors, for typed lookups.
     pub(crate) dynamics: DashMap<Pid, Arc<dyn std::any::Any + Send + Sync>, IdBuild>,
+    /// Calls waiting for a reply whose deadline is still far away.
+    pub(crate) deadlines: Deadlines,
 }
 
 impl Node {
@@ -56,8 +58,8 @@ impl Node {
     /// Creates a node whose processes run on the runtime behind `handle`.
     ///
     /// The node runs one task of its own besides its processes: a timer
-    /// that ticks every 500 ms while the node lives, so that call timeouts
-    /// do not wake an idle runtime's time driver (see `anchor_timers`).
+    /// that ticks every 500 ms while the node lives and wakes calls whose
+    /// deadline comes near (see `anchor_timers`).
     /// The runtime needs its time driver enabled, as for any timeout.
     pub fn with_handle(handle: Handle) -> Self {
         let id = NEXT_NODE.fetch_add(1, Ordering::Relaxed);
@@ -70,6 +72,7 @@ impl Node {
             names: DashMap::new(),
             groups: DashMap::new(),
             dynamics: DashMap::default(),
+            deadlines: Deadlines::default(),
         });
         drop(handle.spawn(anchor_timers(Arc::downgrade(&inner))));
         Self { inner }
@@ -583,21 +586,20 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// How often a node's timer anchor ticks.
-const ANCHOR_TICK: Duration = Duration::from_millis(500);
-
-/// Keeps a timer of the node's runtime pending while the node lives.
+/// Ticks while the node lives: wakes calls whose deadline comes near (see
+/// [`crate::deadline`]), and keeps a timer of the runtime pending.
 ///
-/// When a worker of an otherwise idle runtime parks, the time driver
-/// sleeps until its earliest timer. With no timer at all, every
-/// `Addr::call` (which arms its timeout) would be earlier than that and
-/// would have to wake the parked driver: a system call and a context
-/// switch per call, which doubled the cost of a call on an idle 2-core
-/// machine. With this tick pending, a timeout longer than the tick lands
-/// after the driver's wake-up and costs only its entry in the wheel. The
-/// price is one wake-up per tick while the node lives.
+/// The pending timer matters on its own. When a worker of an otherwise
+/// idle runtime parks, the time driver sleeps until its earliest timer;
+/// with no timer at all, every new timer (a short call timeout, a
+/// `tokio::time::sleep` in a process) is earlier than that and has to
+/// wake the parked driver, a system call and a context switch each.
 async fn anchor_timers(node: std::sync::Weak<NodeInner>) {
-    while node.strong_count() > 0 {
-        tokio::time::sleep(ANCHOR_TICK).await;
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Some(inner) = node.upgrade() else {
+            return;
+        };
+        inner.deadlines.tick(tokio::time::Instant::now());
     }
 }

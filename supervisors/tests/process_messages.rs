@@ -184,18 +184,54 @@ async fn call_returns_the_reply() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn call_times_out_when_nobody_answers() {
-    let node = Node::new();
-    let silent = node.spawn(|mut ctx| async move {
+/// A process that keeps every request and answers none.
+fn silent(node: &Node) -> supervisors::Addr<ReplyTo<u32>> {
+    node.spawn(|mut ctx| async move {
         let mut kept = Vec::new();
         loop {
             let reply: ReplyTo<u32> = ctx.recv_msg().await;
             kept.push(reply);
         }
-    });
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_times_out_when_nobody_answers() {
+    let node = Node::new();
+    let silent = silent(&node);
     let got = silent.call(|r| r, Duration::from_millis(500)).await;
     assert_eq!(got, Err(CallError::Timeout));
+}
+
+/// Fails (rather than advancing the paused clock forever) when a call
+/// is never woken.
+async fn timeout_guard<T>(call: impl std::future::Future<Output = T>) -> T {
+    timeout(Duration::from_secs(120), call)
+        .await
+        .expect("the call was woken at its deadline")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_call_timeout_fires_when_due_not_at_a_tick() {
+    let node = Node::new();
+    let silent = silent(&node);
+    // Long timeouts wait on the node's ticks until they come near, then on
+    // an exact timer.
+    let timeout = Duration::from_millis(10_250);
+    let start = tokio::time::Instant::now();
+    let got = timeout_guard(silent.call(|r| r, timeout)).await;
+    assert_eq!(got, Err(CallError::Timeout));
+    assert_eq!(start.elapsed(), timeout);
+    // An answered call with a long timeout leaves nothing behind.
+    let echo = node.spawn(|mut ctx| async move {
+        loop {
+            let (n, reply): (u32, ReplyTo<u32>) = ctx.recv_msg().await;
+            let _ = reply.send(n);
+        }
+    });
+    for n in 0..3 {
+        assert_eq!(echo.call(|r| (n, r), Duration::from_secs(60)).await, Ok(n));
+    }
 }
 
 #[tokio::test]
