@@ -37,9 +37,10 @@
 //! ones. A `DeliveryAck` deletes the frame and sends a `Delivered` receipt
 //! to the sender, parking the receipt when the sender is offline; a session
 //! keeps the receipts and group notices it wrote until a ping after them is
-//! answered, and hands unconfirmed ones on when it ends, however it ends. The store work of up to 32 sends
-//! and acks of one connection is in flight at once; their completions run in
-//! frame order, so per-sender order holds. A connection replaced by a newer
+//! answered, and hands unconfirmed ones on when it ends, however it ends.
+//! The store work of up to 32 sends and acks of one connection is in flight
+//! at once; their completions run in frame order, so per-sender order
+//! holds. A connection replaced by a newer
 //! one of the same device forwards nothing more; the client resends on the
 //! new one, and a resend of a frame still parked is forwarded again in its
 //! place. Any other frame waits for the sends before it.

@@ -156,8 +156,8 @@ async fn run_inner(
 
 /// An established session with its process context. Dropping it finishes
 /// the session, so that a session leaves the router and hands on its
-/// unconfirmed frames however its task ends: by returning, by a panic, or killed (a
-/// killed process's body is dropped and never resumed).
+/// unconfirmed frames however its task ends: by returning, by a panic, or
+/// killed (a killed process's body is dropped and never resumed).
 struct Established {
     ctx: Ctx<SessionMsg>,
     session: Session,
@@ -670,8 +670,8 @@ impl Session {
     }
 
     /// Writes a frame handed to the session; a receipt or group notice is
-    /// kept until the client confirms it (even on a closing connection, where nothing is
-    /// written any more).
+    /// kept until the client confirms it (even on a closing connection,
+    /// where nothing is written any more).
     fn write_kept(&mut self, frame: Box<ServerFrame>) {
         self.write(&frame);
         if let Some(kept) = Kept::from_frame(*frame) {

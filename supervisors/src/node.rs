@@ -59,8 +59,8 @@ impl Node {
     ///
     /// The node runs one task of its own besides its processes: a timer
     /// that ticks every 500 ms while the node lives and wakes calls whose
-    /// deadline comes near (see `anchor_timers`).
-    /// The runtime needs its time driver enabled, as for any timeout.
+    /// deadline comes near (see `anchor_timers`). The runtime needs its
+    /// time driver enabled, as for any timeout.
     pub fn with_handle(handle: Handle) -> Self {
         let id = NEXT_NODE.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::new(NodeInner {

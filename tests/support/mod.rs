@@ -138,14 +138,19 @@ impl RawConn {
         self.framed.send(frame.into()).await.unwrap();
     }
 
+    /// The next frame, pings included.
+    pub async fn next_frame(&mut self) -> ServerFrame {
+        tokio::time::timeout(WAIT, self.framed.next())
+            .await
+            .expect("a frame in time")
+            .expect("connection open")
+            .expect("a valid frame")
+    }
+
     /// The next frame, skipping pings.
     pub async fn recv(&mut self) -> ServerFrame {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.framed.next())
-                .await
-                .expect("a frame in time")
-                .expect("connection open")
-                .expect("a valid frame");
+            let frame = self.next_frame().await;
             if !matches!(frame, ServerFrame::Ping(_)) {
                 return frame;
             }
@@ -284,12 +289,7 @@ impl TestClient {
     pub async fn answer_ping(&mut self) -> Vec<ServerFrame> {
         let mut before = Vec::new();
         loop {
-            let frame = tokio::time::timeout(WAIT, self.conn.framed.next())
-                .await
-                .expect("a frame in time")
-                .expect("connection open")
-                .expect("a valid frame");
-            match frame {
+            match self.conn.next_frame().await {
                 ServerFrame::Ping(ping) => {
                     self.send(protocol::Pong { nonce: ping.nonce }).await;
                     return before;

@@ -434,7 +434,7 @@ pub(crate) struct Notice {
 pub(crate) async fn park_notices(shared: &Arc<Shared>, notices: Vec<Notice>) {
     let sent_at_ms = now_ms();
     let mut parked = Vec::with_capacity(notices.len());
-    let mut frames = Vec::with_capacity(notices.len());
+    let mut encoded = Vec::with_capacity(notices.len());
     for notice in notices {
         let body = match rmp_serde::to_vec(&notice.frame) {
             Ok(body) => body,
@@ -445,39 +445,39 @@ pub(crate) async fn park_notices(shared: &Arc<Shared>, notices: Vec<Notice>) {
         };
         parked.push(ParkedFrame {
             recipient: notice.recipient.clone(),
-            sender: notice.sender,
+            sender: notice.sender.clone(),
             id: store::MessageId(notice.id),
             group: Some(CONTROL.to_owned()),
             body: body.into(),
             sent_at_ms,
         });
-        frames.push((notice.recipient, notice.frame));
+        encoded.push(notice);
     }
     if parked.is_empty() {
         return;
     }
     let count = parked.len();
-    let keys: Vec<(DeviceKey, store::MessageId)> =
-        parked.iter().map(|p| (p.sender.clone(), p.id)).collect();
     let outcomes = match shared.store.park(parked).await {
         Ok(outcomes) => outcomes,
         Err(e) => return tracing::warn!(error = %e, count, "notices not parked"),
     };
-    for (((key, frame), (sender, id)), outcome) in frames.into_iter().zip(keys).zip(outcomes) {
+    for (notice, outcome) in encoded.into_iter().zip(outcomes) {
         let ParkOutcome::Stored { seq } = outcome else {
             continue;
         };
+        let key = notice.recipient;
         shared.depths.add(&key, 1);
         let live = SessionMsg::Live {
             seq,
-            frame: Box::new(frame),
+            frame: Box::new(notice.frame),
         };
         if shared.router.hand_off(&key, live) == Handoff::Offline {
             shared.depths.parked_offline(&key, shared);
             continue;
         }
         // None: the device's drain sent and removed it first.
-        match shared.store.remove(&key, &sender, id).await {
+        let id = store::MessageId(notice.id);
+        match shared.store.remove(&key, &notice.sender, id).await {
             Ok(Some(_)) => shared.depths.sub(&key, 1),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "notice sent live stays parked"),

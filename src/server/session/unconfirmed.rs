@@ -100,9 +100,9 @@ impl Unconfirmed {
 
     /// When a confirmation ping is due, if one is.
     pub(super) fn ping_due(&self) -> Option<Instant> {
-        let receipts = self.awaiting_ping()?;
+        let pending = self.awaiting_ping()?;
         Some(
-            receipts
+            pending
                 .last_ping
                 .map_or_else(Instant::now, |t| t + CONFIRM_EVERY),
         )
@@ -111,7 +111,7 @@ impl Unconfirmed {
     /// Whether a confirmation ping should go out at `now`.
     pub(super) fn wants_ping(&self, now: Instant) -> bool {
         self.awaiting_ping()
-            .is_some_and(|r| r.last_ping.is_none_or(|t| t + CONFIRM_EVERY <= now))
+            .is_some_and(|p| p.last_ping.is_none_or(|t| t + CONFIRM_EVERY <= now))
     }
 
     /// The pending frames, if some were written since the last ping and no
@@ -119,40 +119,40 @@ impl Unconfirmed {
     fn awaiting_ping(&self) -> Option<&Pending> {
         self.0
             .as_deref()
-            .filter(|r| !r.written.is_empty() && r.confirming.is_none())
+            .filter(|p| !p.written.is_empty() && p.confirming.is_none())
     }
 
     /// A ping with `nonce` went out at `now` after the frames written so
     /// far.
     pub(super) fn ping_sent(&mut self, nonce: u64, now: Instant) {
-        let receipts = self.0.get_or_insert_with(Box::default);
-        receipts.confirming = Some((nonce, std::mem::take(&mut receipts.written)));
-        receipts.last_ping = Some(now);
+        let pending = self.0.get_or_insert_with(Box::default);
+        pending.confirming = Some((nonce, std::mem::take(&mut pending.written)));
+        pending.last_ping = Some(now);
     }
 
     /// The client answered a ping.
     pub(super) fn pong(&mut self, nonce: u64) {
-        if let Some(receipts) = self.0.as_deref_mut()
-            && receipts
+        if let Some(pending) = self.0.as_deref_mut()
+            && pending
                 .confirming
                 .as_ref()
                 .is_some_and(|(n, _)| *n == nonce)
         {
-            receipts.confirming = None;
+            pending.confirming = None;
         }
     }
 
     /// Every frame not confirmed yet.
     pub(super) fn take(&mut self) -> Vec<Kept> {
-        let Some(receipts) = self.0.as_deref_mut() else {
+        let Some(pending) = self.0.as_deref_mut() else {
             return Vec::new();
         };
-        let mut out = receipts
+        let mut out = pending
             .confirming
             .take()
-            .map(|(_, r)| r)
+            .map(|(_, frames)| frames)
             .unwrap_or_default();
-        out.append(&mut receipts.written);
+        out.append(&mut pending.written);
         out
     }
 }
