@@ -20,7 +20,7 @@ use futures_util::stream::FuturesOrdered;
 use supervisors::{Addr, Ctx, Envelope, ExitReason};
 
 pub(crate) use self::bucket::TokenBucket;
-pub(crate) use self::delivery::{Notice, park_notices, parse_hex16};
+pub(crate) use self::delivery::{Notice, ParkedNotice, park_notices, parse_hex16};
 pub(crate) use self::media_ops::Upload;
 use super::auth::{self, AuthError};
 use super::metrics as m;

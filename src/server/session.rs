@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use self::io::{Conn, IoError};
 use self::unconfirmed::{Kept, Unconfirmed};
-use super::logic::{self, LogicMsg, TokenBucket, Upload};
+use super::logic::{self, LogicMsg, ParkedNotice, TokenBucket, Upload};
 use super::metrics as m;
 use super::router::key_of;
 use super::shared::{ConnGuard, Shared};
@@ -47,8 +47,13 @@ pub(crate) enum SessionMsg {
     Out(Box<ServerFrame>),
     /// A parked frame forwarded live by the router, with its store seq.
     Live { seq: u64, frame: Box<ServerFrame> },
-    /// A parked frame sent by the logic's drain, with its store seq.
-    Drained { seq: u64, frame: Box<ServerFrame> },
+    /// A parked frame sent by the logic's drain, with its store seq; for a
+    /// notice, where it is parked, to remove once the session keeps it.
+    Drained {
+        seq: u64,
+        frame: Box<ServerFrame>,
+        unpark: Option<Box<ParkedNotice>>,
+    },
     /// The device authenticated: hold live frames until the drain ends.
     DrainStart,
     /// The drain sent everything parked.
@@ -520,9 +525,13 @@ impl Session {
                     self.write_kept(frame);
                 }
             }
-            SessionMsg::Drained { seq, frame } => {
+            SessionMsg::Drained { seq, frame, unpark } => {
                 self.delivery.horizon = self.delivery.horizon.max(seq);
                 self.write_kept(frame);
+                if let Some(parked) = unpark {
+                    let shared = Arc::clone(&self.shared);
+                    tokio::spawn(async move { parked.remove(&shared).await });
+                }
             }
             SessionMsg::DrainStart => self.delivery.draining = true,
             SessionMsg::DrainEnd => {

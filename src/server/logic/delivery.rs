@@ -383,23 +383,24 @@ impl Logic {
         for stored in page {
             let seq = stored.seq;
             if let Some((frame, control)) = replayable(&stored) {
-                if self
-                    .session
-                    .send(SessionMsg::Drained {
-                        seq,
-                        frame: Box::new(frame),
+                // A control frame stays parked until the session keeps it:
+                // the session removes it then (this process may be stopped
+                // before it could).
+                let unpark = control.then(|| {
+                    Box::new(ParkedNotice {
+                        recipient: mine.clone(),
+                        sender: stored.frame.sender.clone(),
+                        id: stored.frame.id,
                     })
-                    .await
-                    .is_err()
-                {
+                });
+                let drained = SessionMsg::Drained {
+                    seq,
+                    frame: Box::new(frame),
+                    unpark,
+                };
+                if self.session.send(drained).await.is_err() {
                     self.draining = false;
                     return;
-                }
-                if control {
-                    let f = &stored.frame;
-                    if let Ok(Some(_)) = self.shared.store.remove(&mine, &f.sender, f.id).await {
-                        self.shared.depths.sub(&mine, 1);
-                    }
                 }
             }
             self.state.drain_cursor.store(seq, Ordering::Release);
@@ -413,6 +414,29 @@ impl Logic {
         self.draining = false;
         self.state.drained.store(true, Ordering::Release);
         let _ = self.session.send(SessionMsg::DrainEnd).await;
+    }
+}
+
+/// Where a notice is parked: removed once a session keeps the notice.
+#[derive(Debug)]
+pub(crate) struct ParkedNotice {
+    pub(crate) recipient: DeviceKey,
+    pub(crate) sender: DeviceKey,
+    pub(crate) id: store::MessageId,
+}
+
+impl ParkedNotice {
+    /// Removes the parked copy; a drain may have sent and removed it first.
+    pub(crate) async fn remove(&self, shared: &Shared) {
+        match shared
+            .store
+            .remove(&self.recipient, &self.sender, self.id)
+            .await
+        {
+            Ok(Some(_)) => shared.depths.sub(&self.recipient, 1),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "notice a session keeps stays parked"),
+        }
     }
 }
 
@@ -465,23 +489,21 @@ pub(crate) async fn park_notices(shared: &Arc<Shared>, notices: Vec<Notice>) {
         let ParkOutcome::Stored { seq } = outcome else {
             continue;
         };
-        let key = notice.recipient;
-        shared.depths.add(&key, 1);
+        shared.depths.add(&notice.recipient, 1);
         let live = SessionMsg::Live {
             seq,
             frame: Box::new(notice.frame),
         };
-        if shared.router.hand_off(&key, live) == Handoff::Offline {
-            shared.depths.parked_offline(&key, shared);
+        if shared.router.hand_off(&notice.recipient, live) == Handoff::Offline {
+            shared.depths.parked_offline(&notice.recipient, shared);
             continue;
         }
-        // None: the device's drain sent and removed it first.
-        let id = store::MessageId(notice.id);
-        match shared.store.remove(&key, &notice.sender, id).await {
-            Ok(Some(_)) => shared.depths.sub(&key, 1),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "notice sent live stays parked"),
-        }
+        let parked = ParkedNotice {
+            recipient: notice.recipient,
+            sender: notice.sender,
+            id: store::MessageId(notice.id),
+        };
+        parked.remove(shared).await;
     }
 }
 

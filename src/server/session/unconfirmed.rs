@@ -2,7 +2,8 @@
 //! has not confirmed: delivered receipts and group-change notices.
 //!
 //! Such a frame for an online device goes straight to the device's session
-//! and is not stored (or, when it was parked, is removed once sent). If
+//! and is not stored (or, when it was parked, is removed once the session
+//! keeps it). If
 //! that connection dies before the client read it, the frame would be
 //! lost. So a session keeps these frames until a `Ping` sent after them
 //! comes back as a `Pong` (a client answers pings in order, after
@@ -157,12 +158,11 @@ impl Unconfirmed {
     }
 }
 
-/// The kept frame in a message a session did not get to handle.
+/// The kept frame in a message a session did not get to handle. A drained
+/// notice is skipped: it stays parked until a session keeps it.
 pub(super) fn kept_in(msg: SessionMsg) -> Option<Kept> {
     match msg {
-        SessionMsg::Out(frame)
-        | SessionMsg::Drained { frame, .. }
-        | SessionMsg::Live { frame, .. } => Kept::from_frame(*frame),
+        SessionMsg::Out(frame) | SessionMsg::Live { frame, .. } => Kept::from_frame(*frame),
         _ => None,
     }
 }
